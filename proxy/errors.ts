@@ -1,0 +1,84 @@
+// One error type for every refusal the gateway makes, and one place that turns it into a response.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export type ErrorCode =
+  | 'NO_ROUTE' | 'BAD_REQUEST_PATH' | 'BAD_REQUEST' | 'METHOD_NOT_ALLOWED' | 'PAYLOAD_TOO_LARGE'
+  | 'UNAUTHENTICATED' | 'CREDENTIALS_INVALID' | 'CREDENTIALS_MALFORMED' | 'FORBIDDEN'
+  | 'IDP_UNAVAILABLE' | 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT' | 'SHUTTING_DOWN' | 'INTERNAL';
+
+interface CodeInfo { status: number; title: string }
+
+export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = Object.freeze({
+  NO_ROUTE: { status: 404, title: 'Not found' },
+  BAD_REQUEST_PATH: { status: 400, title: 'Bad request path' },
+  BAD_REQUEST: { status: 400, title: 'Bad request' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
+  CREDENTIALS_INVALID: { status: 401, title: 'Invalid credentials' },
+  CREDENTIALS_MALFORMED: { status: 400, title: 'Malformed credentials' },
+  FORBIDDEN: { status: 403, title: 'Forbidden' },
+  IDP_UNAVAILABLE: { status: 503, title: 'Identity provider unavailable' },
+  UPSTREAM_UNAVAILABLE: { status: 502, title: 'Upstream unavailable' },
+  UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timeout' },
+  SHUTTING_DOWN: { status: 503, title: 'Shutting down' },
+  INTERNAL: { status: 500, title: 'Internal error' },
+});
+
+export class GatewayError extends Error {
+  readonly status: number;
+  /** Extra response headers, e.g. WWW-Authenticate for a bearer challenge. */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(readonly code: ErrorCode, readonly reason: string, opts: { headers?: Record<string, string>; cause?: unknown } = {}) {
+    super(`${code}: ${reason}`, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'GatewayError';
+    this.status = ERROR_CODES[code].status;
+    this.headers = opts.headers ?? {};
+  }
+}
+
+/** Anything thrown that is not a GatewayError becomes INTERNAL, with no detail exposed. */
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError('INTERNAL', 'the gateway could not handle this request', { cause: err });
+}
+
+/** Browsers navigating get a small HTML page; everything else (XHR, fetch, DICOMweb clients) gets JSON. */
+export function wantsHtml(req: IncomingMessage): boolean {
+  const accept = req.headers.accept;
+  if (!accept || !accept.includes('text/html')) return false;
+  const mode = req.headers['sec-fetch-mode'];
+  return mode === undefined || mode === 'navigate';
+}
+
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+export const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
+
+export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string): void {
+  if (res.headersSent) {
+    // Mid-stream failure: the status is gone; cutting the connection is the only honest signal.
+    res.destroy();
+    return;
+  }
+  const { title } = ERROR_CODES[err.code];
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('X-Request-Id', requestId);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  let body: string;
+  if (wantsHtml(req)) {
+    res.setHeader('Content-Type', 'text/html; charset=utf-8');
+    res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
+    body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${err.status} ${escapeHtml(title)}</title>`
+      + '<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;color:#222}code{color:#555}</style></head>'
+      + `<body><h1>${err.status} ${escapeHtml(title)}</h1><p>${escapeHtml(err.reason)}</p>`
+      + `<p><code>request id: ${escapeHtml(requestId)}</code></p></body></html>`;
+  } else {
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    body = JSON.stringify({ error: err.code, status: err.status, message: err.reason, requestId });
+  }
+  res.statusCode = err.status;
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(req.method === 'HEAD' ? undefined : body);
+}

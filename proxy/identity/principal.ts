@@ -1,0 +1,25 @@
+// Who is calling: what every authenticator produces and every authorizer reads.
+import type { Exchange } from '../exchange.js';
+
+export interface Principal {
+  readonly subject: string;
+  readonly username?: string;
+  readonly roles: ReadonlySet<string>;
+  readonly scopes: ReadonlySet<string>;
+  readonly via: 'anonymous' | 'bearer' | 'session' | 'share' | 'api-key';
+  /** Epoch milliseconds after which the credential is no longer valid (Infinity for anonymous). */
+  readonly expiresAt: number;
+}
+
+export const ANONYMOUS: Principal = Object.freeze({
+  subject: 'anonymous', roles: new Set<string>(), scopes: new Set<string>(), via: 'anonymous', expiresAt: Infinity,
+});
+
+/**
+ * Identifies the caller. Returns null for "no credential of my kind here" (the next authenticator
+ * is tried), a Principal, or throws a GatewayError for a credential that is present but bad.
+ */
+export interface Authenticator {
+  readonly name: string;
+  authenticate(ex: Exchange): Promise<Principal | null> | Principal | null;
+}

@@ -1,0 +1,25 @@
+// Prometheus metrics, one registry per gateway instance (tests run several in one process).
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'route' | 'method' | 'status'>;
+  readonly duration: Histogram<'route'>;
+  readonly upstreamErrors: Counter<'route' | 'kind'>;
+  readonly denials: Counter<'route' | 'code'>;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'pacs_gateway_' });
+  return {
+    registry,
+    requests: new Counter({ name: 'pacs_gateway_requests_total', help: 'Requests answered, by route, method and status', labelNames: ['route', 'method', 'status'], registers: [registry] }),
+    duration: new Histogram({
+      name: 'pacs_gateway_request_duration_seconds', help: 'Time from request to the end of the response, by route',
+      labelNames: ['route'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry],
+    }),
+    upstreamErrors: new Counter({ name: 'pacs_gateway_upstream_errors_total', help: 'Upstream failures, by route and kind (refused, timeout, reset)', labelNames: ['route', 'kind'], registers: [registry] }),
+    denials: new Counter({ name: 'pacs_gateway_denials_total', help: 'Requests refused by the gateway, by route and error code', labelNames: ['route', 'code'], registers: [registry] }),
+  };
+}

@@ -1,0 +1,224 @@
+// Builds the gateway from a Config: the public listener, the admin listener, and their lifecycle.
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { allowAll } from './access/decision.js';
+import type { Config, RouteConfig } from './config/schema.js';
+import { GatewayError, sendError, toGatewayError } from './errors.js';
+import type { Exchange } from './exchange.js';
+import type { Forwarder } from './forward/forwarder.js';
+import { compileTrust } from './forward/headers.js';
+import { createProxyForwarder, createUpstreamAgents } from './forward/proxy.js';
+import { createStaticSite } from './forward/static-site.js';
+import { runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
+import { createLogger, redactQuery, type Logger } from './ops/log.js';
+import { createMetrics, type Metrics } from './ops/metrics.js';
+import { defaultChallenge, runRoute, type CompiledRoute } from './pipeline.js';
+import { normaliseTarget, RouteTable } from './routing.js';
+
+export interface GatewayOptions { readonly logger?: Logger; readonly metrics?: Metrics }
+
+export interface Gateway {
+  readonly config: Config;
+  readonly server: http.Server;
+  readonly admin: http.Server | undefined;
+  readonly metrics: Metrics;
+  readonly routes: readonly CompiledRoute[];
+  /** Starts both listeners; resolves with their base URLs (ports resolved when 0 was asked for). */
+  listen(): Promise<{ url: string; adminUrl?: string }>;
+  /** Graceful stop: refuse new connections, let in-flight requests finish within the shutdown bound. */
+  close(): Promise<void>;
+  readiness(): ReturnType<typeof runChecks>;
+}
+
+const HEALTH_PATHS = new Set(['/healthz', '/readyz']);
+
+export function createGateway(config: Config, opts: GatewayOptions = {}): Gateway {
+  const log = opts.logger ?? createLogger(config.server.logLevel);
+  const metrics = opts.metrics ?? createMetrics({ defaultMetrics: true });
+  const agents = createUpstreamAgents();
+  const trust = compileTrust(config.server.trustProxy);
+  let shuttingDown = false;
+
+  const fail = (ex: Exchange, err: GatewayError): void => {
+    ex.errorCode = err.code;
+    if (err.status < 500) metrics.denials.inc({ route: ex.routeName ?? '-', code: err.code });
+    if (err.code === 'INTERNAL') log.error({ reqId: ex.id, err: err.cause }, 'internal error');
+    sendError(ex.req, ex.res, err, ex.id);
+  };
+
+  const forwarderFor = (route: RouteConfig): Forwarder => route.upstream
+    ? createProxyForwarder(route, {
+      trust, agents, maxBodySize: config.server.limits.maxBodySize, onError: fail,
+      onUpstreamError: (name, kind) => {
+        metrics.upstreamErrors.inc({ route: name, kind });
+        log.warn({ route: name, kind }, 'upstream error');
+      },
+    })
+    : createStaticSite(route, config, { onError: fail });
+
+  const routes: CompiledRoute[] = config.routes.map((route) => ({
+    path: route.path,
+    name: route.name,
+    config: route,
+    authenticators: [],
+    authorizer: allowAll,
+    forwarder: forwarderFor(route),
+    challenge: defaultChallenge,
+  }));
+  const table = new RouteTable(routes);
+
+  const readinessChecks: ReadinessCheck[] = [...new Map(config.routes.filter((r) => r.upstream)
+    .map((r) => [new URL(r.upstream!).origin, r.name])).entries()]
+    .map(([origin, name]) => upstreamReachable(`upstream:${name}`, origin));
+  const readiness = () => runChecks(readinessChecks);
+
+  function newExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {
+    const ex: Exchange = { id: randomUUID(), req, res, startedAt: performance.now() };
+    const bytesBefore = req.socket.bytesWritten;
+    res.once('close', () => {
+      const seconds = (performance.now() - ex.startedAt) / 1000;
+      const route = ex.routeName ?? '-';
+      const status = res.writableFinished ? res.statusCode : 499;
+      metrics.requests.inc({ route, method: req.method ?? '-', status });
+      metrics.duration.observe({ route }, seconds);
+      log.info({
+        reqId: ex.id, method: req.method, path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
+        route, status, ms: Math.round(seconds * 10000) / 10, bytes: req.socket.bytesWritten - bytesBefore,
+        sub: ex.principal && ex.principal.via !== 'anonymous' ? ex.principal.subject : undefined,
+        error: ex.errorCode, aborted: res.writableFinished ? undefined : true,
+      }, 'request');
+    });
+    return ex;
+  }
+
+  async function answerHealth(ex: Exchange, path: string): Promise<void> {
+    const ready = path === '/readyz' ? (await readiness()).ready && !shuttingDown : !shuttingDown;
+    const body = JSON.stringify({ status: ready ? (path === '/readyz' ? 'ready' : 'alive') : 'unavailable' });
+    ex.res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+    ex.res.end(ex.req.method === 'HEAD' ? undefined : body);
+  }
+
+  function resolve(ex: Exchange): CompiledRoute {
+    const target = normaliseTarget(ex.req.url, ex.req.headers.host);
+    ex.target = target;
+    const route = table.match(target.path);
+    if (!route) throw new GatewayError('NO_ROUTE', 'no route for this path');
+    ex.routeName = route.name;
+    return route;
+  }
+
+  function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const ex = newExchange(req, res);
+    res.setHeader('X-Request-Id', ex.id);
+    if (shuttingDown) res.setHeader('Connection', 'close');
+    try {
+      if ((req.method === 'GET' || req.method === 'HEAD') && HEALTH_PATHS.has(req.url ?? '')) {
+        ex.routeName = '_health';
+        void answerHealth(ex, req.url as string);
+        return;
+      }
+      const route = resolve(ex);
+      const pending = runRoute(route, ex, (e) => route.forwarder.forward(e));
+      if (pending) pending.catch((err: unknown) => fail(ex, toGatewayError(err)));
+    } catch (err) {
+      fail(ex, toGatewayError(err));
+    }
+  }
+
+  function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const refuse = (status: number, reason: string) => {
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason)}\r\n\r\n${reason}`);
+    };
+    const res = new http.ServerResponse(req); // never written: upgrades answer on the socket
+    const ex: Exchange = { id: randomUUID(), req, res, startedAt: performance.now() };
+    try {
+      const route = resolve(ex);
+      const upgrade = route.forwarder.upgrade;
+      if (!upgrade) { refuse(400, 'WebSocket upgrade is not allowed on this route'); return; }
+      const pending = runRoute(route, ex, (e) => upgrade.call(route.forwarder, e, socket, head));
+      if (pending) pending.catch((err: unknown) => { const g = toGatewayError(err); refuse(g.status, g.reason); });
+    } catch (err) {
+      const g = toGatewayError(err);
+      refuse(g.status, g.reason);
+    }
+  }
+
+  const { timeouts, limits } = config.server;
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: timeouts.headers,
+    requestTimeout: timeouts.request,
+    keepAliveTimeout: timeouts.keepAlive,
+    requireHostHeader: true,
+  }, onRequest);
+  server.on('upgrade', onUpgrade);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // Malformed HTTP never reaches a handler: answer briefly and close, as Node would, but logged.
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    log.info({ code: err.code, status }, 'client error');
+    if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    } else socket.destroy();
+  });
+
+  const admin = config.server.admin === false ? undefined : http.createServer(async (req, res) => {
+    try {
+      if (req.url === '/metrics') {
+        const body = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(body);
+      } else if (req.url === '/readyz') {
+        const r = await readiness();
+        const ready = r.ready && !shuttingDown;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: ready ? 'ready' : 'unavailable', shuttingDown, ...r }));
+      } else if (req.url === '/healthz') {
+        res.writeHead(shuttingDown ? 503 : 200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: shuttingDown ? 'unavailable' : 'alive' }));
+      } else {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'NO_ROUTE', status: 404 }));
+      }
+    } catch (err) {
+      log.error({ err }, 'admin endpoint failed');
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    }
+  });
+
+  const listenOn = (srv: http.Server, host: string, port: number) => new Promise<string>((ok, ko) => {
+    srv.once('error', ko);
+    srv.listen(port, host, () => {
+      srv.off('error', ko);
+      const a = srv.address() as AddressInfo;
+      ok(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+    });
+  });
+
+  return {
+    config, server, admin, metrics, routes, readiness,
+    async listen() {
+      const url = await listenOn(server, config.server.listen.host, config.server.listen.port);
+      const adminCfg = config.server.admin;
+      const adminUrl = admin && adminCfg ? await listenOn(admin, adminCfg.listen.host, adminCfg.listen.port) : undefined;
+      log.info({ url, adminUrl, routes: config.routes.map((r) => `${r.path} → ${r.upstream ?? `static:${r.static}`} (${r.name})`) }, 'listening');
+      return adminUrl ? { url, adminUrl } : { url };
+    },
+    async close() {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      const closed = new Promise<void>((ok) => server.close(() => ok()));
+      server.closeIdleConnections();
+      const bound = new Promise<void>((ok) => setTimeout(ok, timeouts.shutdown).unref());
+      await Promise.race([closed, bound]);
+      server.closeAllConnections();
+      if (admin) await new Promise<void>((ok) => { admin.close(() => ok()); admin.closeAllConnections(); });
+      for (const r of routes) r.forwarder.close?.();
+      agents.destroy();
+      log.info('stopped');
+    },
+  };
+}
