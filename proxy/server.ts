@@ -69,9 +69,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   }));
   const table = new RouteTable(routes);
 
-  const readinessChecks: ReadinessCheck[] = [...new Map(config.routes.filter((r) => r.upstream)
-    .map((r) => [new URL(r.upstream!).origin, r.name])).entries()]
-    .map(([origin, name]) => upstreamReachable(`upstream:${name}`, origin));
+  const readinessChecks: ReadinessCheck[] = [...new Set(config.routes.flatMap((r) => (r.upstream ? [new URL(r.upstream).origin] : [])))]
+    .map((origin) => upstreamReachable(`upstream ${origin}`, origin));
   const readiness = () => runChecks(readinessChecks);
 
   function newExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {

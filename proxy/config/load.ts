@@ -61,8 +61,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(file, doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
-      return `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax: ${e.message.split('\n')[0]}`;
+      const { line, col } = lines.linePos(e.pos[0]);
+      return `${file}:${line}:${col}: YAML syntax: ${e.message.split('\n')[0]}`;
     }));
   }
   const problems: Problem[] = [];

@@ -79,7 +79,7 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     if (tagged[TIMED_OUT]) {
       deps.onUpstreamError(route.name, 'timeout');
       deps.onError(ex, new GatewayError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${route.timeout} ms`));
-    } else if (ex.req.destroyed && !ex.res.headersSent) {
+    } else if (ex.req.socket.destroyed) {
       // The client went away first: nothing to answer.
       ex.res.destroy();
     } else {
@@ -89,7 +89,7 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     }
   };
 
-  function prepare(ex: Exchange, upgrade: boolean): boolean {
+  function prepare(ex: Exchange, upgrade: boolean): void {
     const req = ex.req as Tagged;
     const t = ex.target!;
     const path = route.stripPrefix ? stripRoutePrefix(t.path, route.path) : t.path;
@@ -102,7 +102,6 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     if (!route.forward.gatewayCookies) stripGatewayCookies(headers);
     if (basic) headers.authorization = basic;
     req[EXCHANGE] = ex;
-    return true;
   }
 
   /** Refuses declared-too-large bodies up front and cuts streamed ones at the limit. */

@@ -1,0 +1,44 @@
+// Starts the real gateway in-process on a free loopback port from a routes.yaml text.
+import { Writable } from 'node:stream';
+import { parseConfig } from '../../proxy/config/load.js';
+import { createGateway, type Gateway } from '../../proxy/server.js';
+import { createLogger } from '../../proxy/ops/log.js';
+
+export interface RunningGateway {
+  readonly url: string;
+  readonly adminUrl?: string;
+  readonly gateway: Gateway;
+  /** Every log line the gateway wrote, parsed. */
+  readonly logs: Array<Record<string, unknown>>;
+  /** The raw log text, to search for leaked secrets. */
+  rawLogs(): string;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<RunningGateway> {
+  const config = parseConfig(yaml, 'test-routes.yaml', env);
+  const logs: Array<Record<string, unknown>> = [];
+  let raw = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      const text = chunk.toString();
+      raw += text;
+      for (const line of text.split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const gateway = createGateway(config, { logger: createLogger('debug', sink) });
+  const { url, adminUrl } = await gateway.listen();
+  return { url, ...(adminUrl ? { adminUrl } : {}), gateway, logs, rawLogs: () => raw, stop: () => gateway.close() };
+}
+
+/** Waits until the access log holds a line for the given request id (it is written on response close). */
+export async function accessLogFor(gw: RunningGateway, requestId: string, timeoutMs = 2000): Promise<Record<string, unknown>> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const line = gw.logs.find((l) => l.reqId === requestId && l.msg === 'request');
+    if (line) return line;
+    if (Date.now() > until) throw new Error(`no access log line for ${requestId}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

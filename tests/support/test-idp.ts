@@ -1,0 +1,877 @@
+/**
+ * A real OpenID Provider for tests, built on `oidc-provider` 9, issuing Keycloak-shaped JWT access
+ * tokens through the provider's own HTTP endpoints.
+ *
+ * How tokens are obtained
+ * -----------------------
+ * - `issueTokens()` / `issueAccessToken()` / `issueIdToken()` / `issueRefreshToken()` drive the
+ *   authorization code flow (with PKCE S256) over HTTP against the provider: GET the authorization
+ *   endpoint → the provider redirects to our interaction route → our interaction route logs the
+ *   requested user in and records a Grant (no login form, no consent page) → the provider redirects
+ *   back with a code → POST to the token endpoint (client_secret_basic, `resource` indicator). The
+ *   provider signs the access token (JWT, RFC 9068 `typ: at+jwt`) and the ID token with its own keys.
+ * - `issueAccessToken({ grant: 'client_credentials' })` uses the client_credentials grant instead
+ *   (one request; a "service account" token: `sub` = client id unless `sub` is given).
+ * - Refresh tokens are OPAQUE (oidc-provider's format; Keycloak's are HS-signed JWTs). `refresh()`
+ *   redeems one at the token endpoint.
+ *
+ * Per-token claims (user, roles, audience, signing alg, lifetime) are registered under a random
+ * nonce before each call; the nonce travels as the resource indicator `urn:test-idp:token:<nonce>`,
+ * which `getResourceServerInfo` resolves to that token's resource server (audience, alg, TTL) and
+ * `extraTokenClaims` resolves to its Keycloak claims. The nonce never appears in a token.
+ *
+ * Key rotation: oidc-provider reads `jwks` once, at construction. The provider is therefore mounted
+ * behind our own `node:http` server (which also counts JWKS fetches and simulates outages) and
+ * REBUILT with a new key set on `rotateKeys()` / `dropOldKeys()`, keeping the same port, issuer,
+ * cookie keys and storage (sessions, grants and refresh tokens survive a rotation).
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import type Provider from 'oidc-provider';
+import type { InteractionDetails } from 'oidc-provider';
+
+export type SigningAlg = 'RS256' | 'ES256' | 'PS256';
+
+export interface StartTestIdpOptions {
+  /** Port on 127.0.0.1; 0 / undefined picks a free one. */
+  port?: number;
+  /** Signing algorithms to hold a key for. The first is the default. Default ['RS256', 'ES256', 'PS256']. */
+  algs?: SigningAlg[];
+  /** Default access token lifetime in seconds (Keycloak's default is 300). */
+  accessTokenTtl?: number;
+  /** Path of the issuer, e.g. '/auth/realms/ohif' or '/realms/ohif'. Default '' (issuer = origin). */
+  issuerPath?: string;
+  /** Default `aud` of access tokens. Default 'pacs'. */
+  defaultAudience?: string;
+  /** Default client id (`azp`). Default 'ohif'. Any client id is accepted by the provider. */
+  defaultClientId?: string;
+  /** Extra / overriding client metadata per client id (e.g. redirect_uris for a browser client). */
+  clients?: Record<string, Record<string, unknown>>;
+  /**
+   * User logged in automatically when an authorization request does not come from issue*() (e.g. a
+   * browser driven by OHIF). Without it such requests get 400: this IdP has no login form.
+   */
+  defaultUser?: IssueOptions;
+}
+
+export interface IssueOptions {
+  /** Subject. Default: a random UUID (as Keycloak). */
+  sub?: string;
+  /** `preferred_username`. Default 'test-user' (client_credentials: 'service-account-<client>'). */
+  username?: string;
+  /** `realm_access.roles`. Default []. */
+  realmRoles?: string[];
+  /** `resource_access` as { client: roles[] }. Omitted when not given. */
+  clientRoles?: Record<string, string[]>;
+  /** Requesting client (`azp`, `client_id`, ID token `aud`). Default: the IdP's defaultClientId. */
+  clientId?: string;
+  /** Signing alg of the access token AND the ID token. Default: the IdP's first alg. */
+  alg?: SigningAlg;
+  /** Access token lifetime in seconds (also the ID token's). Default: accessTokenTtl. */
+  ttl?: number;
+  /** Requested scope. Default 'openid profile email'. Becomes the access token's `scope`. */
+  scope?: string;
+  /** Access token `aud`. An array yields an array `aud`. Default: the IdP's defaultAudience. */
+  audience?: string | string[];
+  email?: string;
+  /** `name` claim (ID token / access token). */
+  name?: string;
+  /** Any further access token claims (cannot override iss/sub/aud/exp/iat/jti/scope/client_id). */
+  extraClaims?: Record<string, unknown>;
+  /**
+   * 'rfc9068' (default): header `typ: at+jwt`, `client_id` claim present — what oidc-provider emits.
+   * 'keycloak': header `typ: JWT` and no `client_id` claim in user tokens — what Keycloak emits.
+   * Both carry payload `typ: 'Bearer'` and `azp`.
+   */
+  style?: 'rfc9068' | 'keycloak';
+  /** 'authorization_code' (default, a user token) or 'client_credentials' (service account token). */
+  grant?: 'authorization_code' | 'client_credentials';
+  /**
+   * Seconds added to the access token's `iat` and `exp` (e.g. -3600 gives a token that expired
+   * long ago, still signed by the provider). Default 0.
+   */
+  timeShift?: number;
+}
+
+export interface TokenSet {
+  access_token: string;
+  token_type: string;
+  expires_in: number;
+  scope?: string;
+  id_token?: string;
+  refresh_token?: string;
+}
+
+export interface TestIdp {
+  /** http://127.0.0.1:PORT[issuerPath] */
+  readonly issuer: string;
+  readonly origin: string;
+  readonly port: number;
+  readonly jwksUri: string;
+  readonly discoveryUrl: string;
+  readonly authorizationEndpoint: string;
+  readonly tokenEndpoint: string;
+  /** `aud` of access tokens unless `audience` is given. */
+  readonly defaultAudience: string;
+  readonly defaultClientId: string;
+  /** Secret shared by every client (client_secret_basic). */
+  readonly clientSecret: string;
+  /** Algorithms the IdP holds keys for; the first is the default. */
+  readonly algs: readonly SigningAlg[];
+  /** The redirect URI registered for every client (never actually served). */
+  readonly redirectUri: string;
+
+  /** Full token response of a real authorization code flow (or client_credentials, see IssueOptions.grant). */
+  issueTokens(opts?: IssueOptions): Promise<TokenSet>;
+  /** A real JWT access token issued by the provider. */
+  issueAccessToken(opts?: IssueOptions): Promise<string>;
+  /** A real ID token (authorization code flow; `aud` = client id, header typ JWT, alg = opts.alg). */
+  issueIdToken(opts?: IssueOptions): Promise<string>;
+  /** A real refresh token — OPAQUE in oidc-provider (not a JWT). */
+  issueRefreshToken(opts?: IssueOptions): Promise<string>;
+  /** Redeem a refresh token at the token endpoint (refresh_token grant). */
+  refresh(refreshToken: string, opts?: { clientId?: string }): Promise<TokenSet>;
+
+  /** Publish a new key per alg first in the JWKS, keep the old ones; new tokens use the new keys. */
+  rotateKeys(): Promise<void>;
+  /** Stop publishing every key but the current one per alg. */
+  dropOldKeys(): Promise<void>;
+  /** kid of the key currently used for each alg. */
+  currentKids(): Partial<Record<SigningAlg, string>>;
+  /** Number of requests to the JWKS endpoint (internal requests excluded; counted while down too). */
+  jwksFetchCount(): number;
+  /** Number of requests to the discovery document. */
+  discoveryFetchCount(): number;
+  resetCounters(): void;
+  /**
+   * Simulate an outage: every request from outside (issue*() keeps working) gets its connection
+   * reset (mode 'reset', default) or an HTTP 503 (mode '503').
+   */
+  setDown(down: boolean, mode?: 'reset' | '503'): void;
+  /** The published key set WITH private parts (current keys first), for forging tokens in tests. */
+  privateJwks(): { keys: JWK[] };
+  /** The published key set (public parts), as served at jwksUri. */
+  publicJwks(): { keys: JWK[] };
+  stop(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const ALL_ALGS: SigningAlg[] = ['RS256', 'ES256', 'PS256'];
+const TOKEN_RESOURCE_PREFIX = 'urn:test-idp:token:';
+const DEFAULT_RESOURCE = 'urn:test-idp:default';
+const DEFAULT_SCOPE = 'openid profile email';
+const INTERNAL_HEADER = 'x-test-idp-internal';
+
+// Keycloak's endpoint layout under the realm (issuer) path.
+const ROUTES = {
+  authorization: '/protocol/openid-connect/auth',
+  token: '/protocol/openid-connect/token',
+  userinfo: '/protocol/openid-connect/userinfo',
+  jwks: '/protocol/openid-connect/certs',
+  end_session: '/protocol/openid-connect/logout',
+  revocation: '/protocol/openid-connect/revoke',
+  introspection: '/protocol/openid-connect/token/introspect',
+};
+
+type ProviderCtor = new (issuer: string, configuration?: Record<string, unknown>) => Provider;
+let providerCtor: ProviderCtor | undefined;
+
+/** Import oidc-provider once, hiding its "Unsupported runtime" warning (printed on Node < 22). */
+async function loadProvider(): Promise<ProviderCtor> {
+  if (providerCtor) return providerCtor;
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].includes('Unsupported runtime')) return;
+    warn.apply(console, args);
+  };
+  try {
+    const mod = await import('oidc-provider');
+    providerCtor = mod.default as unknown as ProviderCtor;
+  } finally {
+    console.warn = warn;
+  }
+  return providerCtor;
+}
+
+interface KeyPair {
+  alg: SigningAlg;
+  kid: string;
+  privateJwk: JWK;
+  publicJwk: JWK;
+}
+
+async function makeKey(alg: SigningAlg): Promise<KeyPair> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const kid = randomBytes(16).toString('base64url');
+  const meta = { kid, alg, use: 'sig' };
+  return {
+    alg,
+    kid,
+    privateJwk: { ...(await exportJWK(privateKey)), ...meta },
+    publicJwk: { ...(await exportJWK(publicKey)), ...meta },
+  };
+}
+
+/** Everything a single issue*() call asked for, with defaults applied. */
+interface CallProfile {
+  sub: string;
+  subGiven: boolean;
+  username: string;
+  realmRoles: string[];
+  clientRoles?: Record<string, string[]>;
+  clientId: string;
+  alg: SigningAlg;
+  ttl: number;
+  scope: string;
+  audience: string | string[];
+  email?: string;
+  name?: string;
+  extraClaims?: Record<string, unknown>;
+  style: 'rfc9068' | 'keycloak';
+  timeShift: number;
+}
+
+// Loose shapes of the oidc-provider objects the hooks receive.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type OidcCtx = any;
+type OidcToken = any;
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+interface StoredEntry {
+  payload: Record<string, unknown>;
+  expiresAt?: number;
+}
+
+/** In-memory storage for the provider's models, shared across provider rebuilds. */
+class Storage {
+  readonly entries = new Map<string, StoredEntry>();
+  readonly grantMembers = new Map<string, Set<string>>();
+  readonly byUid = new Map<string, string>();
+  readonly byUserCode = new Map<string, string>();
+
+  get(key: string): Record<string, unknown> | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.expiresAt !== undefined && e.expiresAt <= Date.now()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e.payload;
+  }
+}
+
+const GRANTABLE = new Set([
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'BackchannelAuthenticationRequest',
+]);
+
+function makeAdapterClass(storage: Storage, clientMetadata: (id: string) => Record<string, unknown>) {
+  return class TestIdpAdapter {
+    constructor(private readonly model: string) {}
+
+    private key(id: string): string {
+      return `${this.model}:${id}`;
+    }
+
+    async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void> {
+      const key = this.key(id);
+      const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined;
+      storage.entries.set(key, { payload, expiresAt });
+      if (this.model === 'Session' && typeof payload.uid === 'string') storage.byUid.set(payload.uid, id);
+      if (typeof payload.userCode === 'string') storage.byUserCode.set(payload.userCode, id);
+      if (GRANTABLE.has(this.model) && typeof payload.grantId === 'string') {
+        let members = storage.grantMembers.get(payload.grantId);
+        if (!members) storage.grantMembers.set(payload.grantId, (members = new Set()));
+        members.add(key);
+      }
+    }
+
+    async find(id: string): Promise<Record<string, unknown> | undefined> {
+      if (this.model === 'Client') return clientMetadata(id);
+      return storage.get(this.key(id));
+    }
+
+    async findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
+      const id = storage.byUid.get(uid);
+      return id === undefined ? undefined : this.find(id);
+    }
+
+    async findByUserCode(userCode: string): Promise<Record<string, unknown> | undefined> {
+      const id = storage.byUserCode.get(userCode);
+      return id === undefined ? undefined : this.find(id);
+    }
+
+    async consume(id: string): Promise<void> {
+      const payload = storage.get(this.key(id));
+      if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+    }
+
+    async destroy(id: string): Promise<void> {
+      storage.entries.delete(this.key(id));
+    }
+
+    async revokeByGrantId(grantId: string): Promise<void> {
+      for (const key of storage.grantMembers.get(grantId) ?? []) storage.entries.delete(key);
+      storage.grantMembers.delete(grantId);
+    }
+  };
+}
+
+function asStringList(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
+  return [];
+}
+
+function basicAuth(clientId: string, secret: string): string {
+  // RFC 6749 §2.3.1: form-urlencode both parts before base64.
+  const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
+  return `Basic ${Buffer.from(`${enc(clientId)}:${enc(secret)}`).toString('base64')}`;
+}
+
+class IdpRequestError extends Error {}
+
+export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<TestIdp> {
+  const Provider = await loadProvider();
+
+  const algs: SigningAlg[] = opts.algs?.length ? [...new Set(opts.algs)] : [...ALL_ALGS];
+  for (const alg of algs) {
+    if (!ALL_ALGS.includes(alg)) throw new Error(`test IdP: unsupported alg ${alg}`);
+  }
+  const defaultAlg = algs[0]!;
+  const accessTokenTtl = opts.accessTokenTtl ?? 300;
+  let issuerPath = opts.issuerPath ?? '';
+  if (issuerPath && !issuerPath.startsWith('/')) issuerPath = `/${issuerPath}`;
+  issuerPath = issuerPath.replace(/\/+$/, '');
+  const defaultAudience = opts.defaultAudience ?? 'pacs';
+  const defaultClientId = opts.defaultClientId ?? 'ohif';
+  const clientSecret = randomBytes(24).toString('base64url');
+  const internalSecret = randomBytes(24).toString('base64url');
+  const cookieKeys = [randomBytes(32).toString('base64url')];
+
+  // Keys: `current` (one per alg, used to sign) and `previous` (still published until dropOldKeys).
+  let current: KeyPair[] = await Promise.all(algs.map(makeKey));
+  let previous: KeyPair[] = [];
+  const published = () => [...current, ...previous];
+
+  // Per-call state.
+  const calls = new Map<string, CallProfile>(); // nonce -> profile
+  const grantProfiles = new Map<string, CallProfile>(); // grantId -> profile
+  const latestBySub = new Map<string, CallProfile>();
+  const idTokenAlgByClient = new Map<string, SigningAlg>();
+  const clientLocks = new Map<string, Promise<void>>();
+
+  const defaultUserProfile = opts.defaultUser ? makeProfile(opts.defaultUser) : undefined;
+
+  // Counters / outage simulation.
+  let jwksFetches = 0;
+  let discoveryFetches = 0;
+  let down: false | 'reset' | '503' = false;
+  let lastServerError: unknown;
+
+  const server = http.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const origin = `http://127.0.0.1:${port}`;
+  const issuer = `${origin}${issuerPath}`;
+  const redirectUri = `${origin}/test-idp/callback`;
+  const jwksUri = `${issuer}${ROUTES.jwks}`;
+  const discoveryUrl = `${issuer}/.well-known/openid-configuration`;
+  const authorizationEndpoint = `${issuer}${ROUTES.authorization}`;
+  const tokenEndpoint = `${issuer}${ROUTES.token}`;
+  const interactionPrefix = `${issuerPath}/interaction/`;
+
+  function makeProfile(o: IssueOptions): CallProfile {
+    const clientId = o.clientId ?? defaultClientId;
+    const alg = o.alg ?? defaultAlg;
+    if (!algs.includes(alg)) throw new Error(`test IdP: no key for alg ${alg} (configured: ${algs.join(', ')})`);
+    const ttl = o.ttl ?? accessTokenTtl;
+    if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new Error('test IdP: ttl must be a positive integer');
+    const ccDefaultName = o.grant === 'client_credentials' ? `service-account-${clientId}` : 'test-user';
+    return {
+      sub: o.sub ?? randomUUID(),
+      subGiven: o.sub !== undefined,
+      username: o.username ?? ccDefaultName,
+      realmRoles: o.realmRoles ?? [],
+      clientRoles: o.clientRoles,
+      clientId,
+      alg,
+      ttl,
+      scope: o.scope ?? DEFAULT_SCOPE,
+      audience: o.audience ?? defaultAudience,
+      email: o.email,
+      name: o.name,
+      extraClaims: o.extraClaims,
+      style: o.style ?? 'rfc9068',
+      timeShift: o.timeShift ?? 0,
+    };
+  }
+
+  function profileForResource(indicator: string | undefined): CallProfile | undefined {
+    if (!indicator?.startsWith(TOKEN_RESOURCE_PREFIX)) return undefined;
+    return calls.get(indicator.slice(TOKEN_RESOURCE_PREFIX.length));
+  }
+
+  function profileForToken(token: OidcToken): CallProfile | undefined {
+    const indicator: string | undefined = token?.resourceServer?.identifier?.();
+    return (
+      profileForResource(indicator) ??
+      (typeof token?.grantId === 'string' ? grantProfiles.get(token.grantId) : undefined) ??
+      defaultUserProfile
+    );
+  }
+
+  function clientMetadata(clientId: string): Record<string, unknown> {
+    return {
+      client_id: clientId,
+      client_secret: clientSecret,
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      response_types: ['code'],
+      redirect_uris: [redirectUri],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: idTokenAlgByClient.get(clientId) ?? defaultAlg,
+      ...opts.clients?.[clientId],
+    };
+  }
+
+  const Adapter = makeAdapterClass(new Storage(), clientMetadata);
+
+  function accountClaims(sub: string, p: CallProfile | undefined, use: string): Record<string, unknown> {
+    const username = p?.username ?? sub;
+    const name = p?.name ?? username;
+    const [given, ...family] = name.split(' ');
+    return {
+      sub,
+      // Keycloak marks its ID tokens with payload `typ: 'ID'` and names the client in `azp`.
+      ...(use === 'id_token' ? { typ: 'ID', azp: p?.clientId } : {}),
+      preferred_username: username,
+      name,
+      given_name: given,
+      family_name: family.join(' ') || undefined,
+      email: p?.email,
+      email_verified: p?.email ? true : undefined,
+    };
+  }
+
+  function buildConfiguration(): Record<string, unknown> {
+    return {
+      adapter: Adapter,
+      jwks: { keys: published().map((k) => k.privateJwk) },
+      cookies: { keys: cookieKeys },
+      routes: ROUTES,
+      claims: {
+        openid: ['sub', 'typ', 'azp'], // typ/azp: only ever returned for ID tokens
+        profile: ['preferred_username', 'name', 'given_name', 'family_name'],
+        email: ['email', 'email_verified'],
+      },
+      scopes: ['openid', 'offline_access'],
+      clientDefaults: { id_token_signed_response_alg: defaultAlg },
+      conformIdTokenClaims: false, // profile claims in the ID token, as Keycloak does
+      pkce: { required: () => true },
+      features: {
+        devInteractions: { enabled: false },
+        clientCredentials: { enabled: true },
+        revocation: { enabled: true },
+        introspection: { enabled: false },
+        rpInitiatedLogout: {
+          enabled: true,
+          logoutSource: async (ctx: OidcCtx, form: string) => {
+            ctx.body = `<!doctype html><html><body>${form}<script>document.forms[0].submit()</script></body></html>`;
+          },
+          postLogoutSuccessSource: async (ctx: OidcCtx) => {
+            ctx.body = '<!doctype html><html><body>signed out</body></html>';
+          },
+        },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: async (_ctx: OidcCtx, _client: unknown, oneOf?: string[]) =>
+            oneOf ? oneOf[0] : DEFAULT_RESOURCE,
+          useGrantedResource: async () => true,
+          getResourceServerInfo: async (_ctx: OidcCtx, indicator: string) => {
+            const p = profileForResource(indicator);
+            if (indicator.startsWith(TOKEN_RESOURCE_PREFIX) && !p) {
+              throw new Error(`test IdP: unknown per-token resource ${indicator}`);
+            }
+            const audience = p
+              ? p.audience
+              : indicator === DEFAULT_RESOURCE
+                ? (defaultUserProfile?.audience ?? defaultAudience)
+                : indicator;
+            return {
+              scope: p?.scope ?? defaultUserProfile?.scope ?? DEFAULT_SCOPE,
+              audience: Array.isArray(audience) ? audience[0] : audience,
+              accessTokenTTL: p?.ttl ?? defaultUserProfile?.ttl ?? accessTokenTtl,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: p?.alg ?? defaultUserProfile?.alg ?? defaultAlg } },
+            };
+          },
+        },
+      },
+      interactions: {
+        url: (_ctx: OidcCtx, interaction: { uid: string }) => `${interactionPrefix}${interaction.uid}`,
+      },
+      findAccount: async (ctx: OidcCtx, sub: string) => {
+        const grantId: unknown = ctx?.oidc?.entities?.Grant?.jti;
+        const p = (typeof grantId === 'string' ? grantProfiles.get(grantId) : undefined) ?? latestBySub.get(sub);
+        return { accountId: sub, claims: async (use: string) => accountClaims(sub, p, use) };
+      },
+      extraTokenClaims: async (_ctx: OidcCtx, token: OidcToken) => {
+        const p = profileForToken(token);
+        const clientId: string = token.clientId ?? p?.clientId;
+        const claims: Record<string, unknown> = {
+          ...p?.extraClaims,
+          typ: 'Bearer',
+          azp: clientId,
+          preferred_username: p?.username ?? (token.accountId as string | undefined) ?? `service-account-${clientId}`,
+          realm_access: { roles: p?.realmRoles ?? [] },
+        };
+        if (p?.clientRoles) {
+          claims.resource_access = Object.fromEntries(
+            Object.entries(p.clientRoles).map(([client, roles]) => [client, { roles }]),
+          );
+        }
+        if (p?.email) {
+          claims.email = p.email;
+          claims.email_verified = true;
+        }
+        if (p?.name) claims.name = p.name;
+        if (token.kind === 'AccessToken' && typeof token.sessionUid === 'string') claims.sid = token.sessionUid;
+        return claims;
+      },
+      formats: {
+        customizers: {
+          jwt: async (_ctx: OidcCtx, token: OidcToken, jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> }) => {
+            const p = profileForToken(token);
+            if (!p) return;
+            if (p.style === 'keycloak') {
+              jwt.header = { ...jwt.header, typ: 'JWT' };
+              if (token.kind === 'AccessToken') delete jwt.payload.client_id;
+            }
+            if (Array.isArray(p.audience)) jwt.payload.aud = p.audience;
+            if (token.kind === 'ClientCredentials' && p.subGiven) jwt.payload.sub = p.sub;
+            if (p.timeShift) {
+              jwt.payload.iat = (jwt.payload.iat as number) + p.timeShift;
+              jwt.payload.exp = (jwt.payload.exp as number) + p.timeShift;
+            }
+          },
+        },
+      },
+      issueRefreshToken: async (_ctx: OidcCtx, client: { grantTypeAllowed(t: string): boolean }) =>
+        client.grantTypeAllowed('refresh_token'), // Keycloak always issues one
+      ttl: {
+        AccessToken: (_ctx: OidcCtx, token: OidcToken) => token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
+        ClientCredentials: (_ctx: OidcCtx, token: OidcToken) => token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
+        AuthorizationCode: 60,
+        IdToken: (ctx: OidcCtx) => {
+          const grantId: unknown = ctx?.oidc?.entities?.Grant?.jti;
+          const p = typeof grantId === 'string' ? grantProfiles.get(grantId) : undefined;
+          return p?.ttl ?? accessTokenTtl;
+        },
+        RefreshToken: 30 * 60,
+        Interaction: 10 * 60,
+        Session: 60 * 60,
+        Grant: 60 * 60,
+      },
+      clientBasedCORS: () => true,
+      renderError: async (ctx: OidcCtx, out: Record<string, unknown>) => {
+        ctx.type = 'text/plain';
+        ctx.body = `test IdP error: ${JSON.stringify(out)}`;
+      },
+    };
+  }
+
+  function buildProvider(): { provider: Provider; handle: (req: http.IncomingMessage, res: http.ServerResponse) => unknown } {
+    const provider = new Provider(issuer, buildConfiguration());
+    provider.on('server_error', (_ctx: unknown, err: unknown) => {
+      lastServerError = err;
+    });
+    return { provider, handle: provider.callback() };
+  }
+
+  let mounted = buildProvider();
+
+  async function handleInteraction(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const { provider } = mounted;
+    const details: InteractionDetails = await provider.interactionDetails(req, res);
+    const params = details.params;
+    const clientId = String(params.client_id);
+    const requested = asStringList(params.resource);
+    const resources = requested.length ? requested : [DEFAULT_RESOURCE];
+    const profile = resources.map(profileForResource).find((p) => p !== undefined) ?? defaultUserProfile;
+    if (!profile) {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end('test IdP: no login form; use issueTokens() or start the IdP with defaultUser');
+      return;
+    }
+    const scope = typeof params.scope === 'string' ? params.scope : profile.scope;
+    const grant = new provider.Grant({ accountId: profile.sub, clientId });
+    grant.addOIDCScope(scope);
+    for (const resource of resources) grant.addResourceScope(resource, scope);
+    const grantId = await grant.save();
+    grantProfiles.set(grantId, profile);
+    latestBySub.set(profile.sub, profile);
+    await provider.interactionFinished(
+      req,
+      res,
+      { login: { accountId: profile.sub }, consent: { grantId } },
+      { mergeWithLastSubmission: false },
+    );
+  }
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const internal = req.headers[INTERNAL_HEADER] === internalSecret;
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (!internal) {
+      if (path === `${issuerPath}${ROUTES.jwks}`) jwksFetches++;
+      if (path === `${issuerPath}/.well-known/openid-configuration`) discoveryFetches++;
+      if (down === 'reset') {
+        req.socket.destroy();
+        return;
+      }
+      if (down === '503') {
+        res.writeHead(503, { 'content-type': 'text/plain', connection: 'close' });
+        res.end('test IdP is down');
+        return;
+      }
+    }
+    if (issuerPath && path !== issuerPath && !path.startsWith(`${issuerPath}/`)) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+      return;
+    }
+    // Mount like express does: originalUrl keeps the prefix, url is relative to the mount point.
+    const mountedReq = req as http.IncomingMessage & { originalUrl?: string };
+    mountedReq.originalUrl = req.url;
+    req.url = (req.url ?? '/').slice(issuerPath.length) || '/';
+    if (path.startsWith(interactionPrefix)) {
+      handleInteraction(req, res).catch((err: unknown) => {
+        lastServerError = err;
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`test IdP interaction failed: ${String(err)}`);
+      });
+      return;
+    }
+    void mounted.handle(req, res);
+  });
+
+  // --- HTTP client side (used by issue*(); bypasses setDown and the counters) ----------------
+
+  async function internalFetch(url: string, init: RequestInit & { cookies?: Map<string, string> } = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    headers.set(INTERNAL_HEADER, internalSecret);
+    if (init.cookies?.size) {
+      headers.set('cookie', [...init.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+    }
+    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    if (init.cookies) {
+      for (const c of res.headers.getSetCookie()) {
+        const [pair] = c.split(';');
+        const eq = pair!.indexOf('=');
+        const name = pair!.slice(0, eq).trim();
+        const value = pair!.slice(eq + 1).trim();
+        if (/expires=Thu, 01 Jan 1970/i.test(c) || value === '') init.cookies.delete(name);
+        else init.cookies.set(name, value);
+      }
+    }
+    return res;
+  }
+
+  async function tokenRequest(clientId: string, body: Record<string, string>): Promise<TokenSet> {
+    const res = await internalFetch(tokenEndpoint, {
+      method: 'POST',
+      headers: {
+        authorization: basicAuth(clientId, clientSecret),
+        'content-type': 'application/x-www-form-urlencoded',
+        accept: 'application/json',
+      },
+      body: new URLSearchParams(body).toString(),
+    });
+    const text = await res.text();
+    if (res.status !== 200) {
+      throw new IdpRequestError(`test IdP token endpoint answered ${res.status}: ${text}${errorHint()}`);
+    }
+    return JSON.parse(text) as TokenSet;
+  }
+
+  function errorHint(): string {
+    return lastServerError ? ` (last provider error: ${String((lastServerError as Error).stack ?? lastServerError)})` : '';
+  }
+
+  async function withClientLock<T>(clientId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = clientLocks.get(clientId) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = prev.then(() => mine);
+    clientLocks.set(clientId, chained);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (clientLocks.get(clientId) === chained) clientLocks.delete(clientId);
+    }
+  }
+
+  async function authorizationCodeFlow(p: CallProfile, resource: string): Promise<TokenSet> {
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const state = randomBytes(12).toString('base64url');
+    const url = new URL(authorizationEndpoint);
+    url.search = new URLSearchParams({
+      client_id: p.clientId,
+      response_type: 'code',
+      redirect_uri: redirectUri,
+      scope: p.scope,
+      state,
+      nonce: randomBytes(12).toString('base64url'),
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      resource,
+    }).toString();
+
+    const cookies = new Map<string, string>();
+    let next = url.href;
+    for (let hop = 0; hop < 6; hop++) {
+      const res = await internalFetch(next, { cookies });
+      await res.arrayBuffer();
+      const location = res.headers.get('location');
+      if (res.status < 300 || res.status >= 400 || !location) {
+        throw new IdpRequestError(`test IdP: authorization flow stopped at ${next} with HTTP ${res.status}${errorHint()}`);
+      }
+      const target = new URL(location, next);
+      if (target.href.startsWith(redirectUri)) {
+        const error = target.searchParams.get('error');
+        if (error) {
+          throw new IdpRequestError(
+            `test IdP: authorization error ${error}: ${target.searchParams.get('error_description') ?? ''}${errorHint()}`,
+          );
+        }
+        if (target.searchParams.get('state') !== state) throw new IdpRequestError('test IdP: state mismatch');
+        const code = target.searchParams.get('code');
+        if (!code) throw new IdpRequestError(`test IdP: no code in ${target.href}`);
+        return tokenRequest(p.clientId, {
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: redirectUri,
+          code_verifier: verifier,
+          resource,
+        });
+      }
+      next = target.href;
+    }
+    throw new IdpRequestError('test IdP: too many redirects in the authorization flow');
+  }
+
+  async function issueTokens(o: IssueOptions = {}): Promise<TokenSet> {
+    const p = makeProfile(o);
+    lastServerError = undefined;
+    const nonce = randomBytes(16).toString('base64url');
+    calls.set(nonce, p);
+    const resource = `${TOKEN_RESOURCE_PREFIX}${nonce}`;
+    if (o.grant === 'client_credentials') {
+      const scope = p.scope
+        .split(' ')
+        .filter((s) => s && s !== 'openid' && s !== 'offline_access')
+        .join(' ');
+      return tokenRequest(p.clientId, { grant_type: 'client_credentials', resource, ...(scope ? { scope } : {}) });
+    }
+    return withClientLock(p.clientId, async () => {
+      idTokenAlgByClient.set(p.clientId, p.alg);
+      try {
+        return await authorizationCodeFlow(p, resource);
+      } finally {
+        idTokenAlgByClient.delete(p.clientId);
+      }
+    });
+  }
+
+  async function rebuild(): Promise<void> {
+    mounted = buildProvider();
+  }
+
+  const idp: TestIdp = {
+    issuer,
+    origin,
+    port,
+    jwksUri,
+    discoveryUrl,
+    authorizationEndpoint,
+    tokenEndpoint,
+    defaultAudience,
+    defaultClientId,
+    clientSecret,
+    algs,
+    redirectUri,
+
+    issueTokens,
+    async issueAccessToken(o = {}) {
+      return (await issueTokens(o)).access_token;
+    },
+    async issueIdToken(o = {}) {
+      if (o.grant === 'client_credentials') throw new Error('test IdP: no ID token with client_credentials');
+      const set = await issueTokens({ ...o, scope: ensureScope(o.scope ?? DEFAULT_SCOPE, 'openid') });
+      if (!set.id_token) throw new Error('test IdP: token response had no id_token');
+      return set.id_token;
+    },
+    async issueRefreshToken(o = {}) {
+      if (o.grant === 'client_credentials') throw new Error('test IdP: no refresh token with client_credentials');
+      const set = await issueTokens(o);
+      if (!set.refresh_token) throw new Error('test IdP: token response had no refresh_token');
+      return set.refresh_token;
+    },
+    async refresh(refreshToken, o = {}) {
+      return tokenRequest(o.clientId ?? defaultClientId, { grant_type: 'refresh_token', refresh_token: refreshToken });
+    },
+
+    async rotateKeys() {
+      const fresh = await Promise.all(algs.map(makeKey));
+      previous = [...current, ...previous];
+      current = fresh;
+      await rebuild();
+    },
+    async dropOldKeys() {
+      previous = [];
+      await rebuild();
+    },
+    currentKids() {
+      return Object.fromEntries(current.map((k) => [k.alg, k.kid]));
+    },
+    jwksFetchCount: () => jwksFetches,
+    discoveryFetchCount: () => discoveryFetches,
+    resetCounters() {
+      jwksFetches = 0;
+      discoveryFetches = 0;
+    },
+    setDown(isDown, mode = 'reset') {
+      // Checked per request, so requests on kept-alive sockets are refused (and counted) too.
+      down = isDown ? mode : false;
+    },
+    privateJwks: () => ({ keys: published().map((k) => structuredClone(k.privateJwk)) }),
+    publicJwks: () => ({ keys: published().map((k) => structuredClone(k.publicJwk)) }),
+    async stop() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+  return idp;
+}
+
+function ensureScope(scope: string, needed: string): string {
+  const parts = scope.split(' ').filter(Boolean);
+  return parts.includes(needed) ? parts.join(' ') : [needed, ...parts].join(' ');
+}
