@@ -2,6 +2,7 @@
 // separately in `npm test`). Requires NODE_OPTIONS=--experimental-vm-modules (scripts/run-tests.mjs).
 export default {
   testEnvironment: 'node',
+  moduleFileExtensions: ['ts', 'js', 'mjs', 'cjs', 'json', 'node'],
   extensionsToTreatAsEsm: ['.ts'],
   transform: {
     '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'es6' } }],

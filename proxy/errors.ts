@@ -61,7 +61,8 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: Gatewa
     return;
   }
   const { title } = ERROR_CODES[err.code];
-  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  // Whatever a half-run step set is dropped, except CORS headers: a browser client must be able to read the error.
+  for (const name of res.getHeaderNames()) if (!name.startsWith('access-control-') && name !== 'vary') res.removeHeader(name);
   for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('X-Request-Id', requestId);

@@ -4,6 +4,10 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { allowAll } from './access/decision.js';
+import { createCors } from './access/cors.js';
+import { createRoleAuthorizer } from './access/roles.js';
+import { createBearerAuthenticator, createTokenVerifier } from './identity/bearer.js';
+import { createKeySet, type KeySet } from './identity/jwks.js';
 import type { Config, RouteConfig } from './config/schema.js';
 import { GatewayError, sendError, toGatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
@@ -58,19 +62,39 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     })
     : createStaticSite(route, config, { onError: fail });
 
-  const routes: CompiledRoute[] = config.routes.map((route) => ({
-    path: route.path,
-    name: route.name,
-    config: route,
-    authenticators: [],
-    authorizer: allowAll,
-    forwarder: forwarderFor(route),
-    challenge: defaultChallenge,
-  }));
+  const identity = config.identity;
+  const keySet: KeySet | undefined = identity ? createKeySet(identity, log, {
+    onFetch: (result) => {
+      metrics.jwksFetches.inc({ result });
+      metrics.jwksStale.set(keySet?.status().stale ? 1 : 0);
+    },
+  }) : undefined;
+  const verifier = identity && keySet
+    ? createTokenVerifier(identity, keySet, { onCache: (hit) => metrics.tokenCache.inc({ result: hit ? 'hit' : 'miss' }) })
+    : undefined;
+
+  const compile = (route: RouteConfig): CompiledRoute => {
+    const base = { path: route.path, name: route.name, config: route, forwarder: forwarderFor(route), cors: route.cors ? createCors(route.cors) : undefined };
+    if (route.auth === 'public') return { ...base, authenticators: [], authorizer: allowAll, challenge: defaultChallenge };
+    // The schema guarantees identity and allow rules for every authenticated route.
+    const bearer = createBearerAuthenticator(verifier!, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize });
+    return { ...base, authenticators: [bearer], authorizer: createRoleAuthorizer(route.allow!, identity!.realm), challenge: bearer.challenge };
+  };
+  const routes: CompiledRoute[] = config.routes.map(compile);
   const table = new RouteTable(routes);
 
   const readinessChecks: ReadinessCheck[] = [...new Set(config.routes.flatMap((r) => (r.upstream ? [new URL(r.upstream).origin] : [])))]
     .map((origin) => upstreamReachable(`upstream ${origin}`, origin));
+  if (keySet) {
+    // Keys held count as ready even while refreshes fail (stale-if-error); no keys at all does not.
+    readinessChecks.push({
+      name: 'identity',
+      check: async () => {
+        const s = keySet.status();
+        return { ok: s.keys > 0, detail: s.keys === 0 ? `no keys yet${s.lastError ? `: ${s.lastError}` : ''}` : s.stale ? `${s.keys} keys held, stale: ${s.lastError}` : `${s.keys} keys` };
+      },
+    });
+  }
   const readiness = () => runChecks(readinessChecks);
 
   function newExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {
@@ -200,6 +224,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   return {
     config, server, admin, metrics, routes, readiness,
     async listen() {
+      keySet?.start();
       const url = await listenOn(server, config.server.listen.host, config.server.listen.port);
       const adminCfg = config.server.admin;
       const adminUrl = admin && adminCfg ? await listenOn(admin, adminCfg.listen.host, adminCfg.listen.port) : undefined;
@@ -217,6 +242,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       if (admin) await new Promise<void>((ok) => { admin.close(() => ok()); admin.closeAllConnections(); });
       for (const r of routes) r.forwarder.close?.();
       agents.destroy();
+      keySet?.close();
       log.info('stopped');
     },
   };

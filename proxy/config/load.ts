@@ -82,12 +82,18 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(file, problems.map((p) => `${file}${lineOf(doc, lines, p.path)}: ${formatPath(p.path)}: ${p.message}`));
   }
-  const { server, routes } = parsed.data;
+  const { server, routes, identity } = parsed.data;
   const listenHost = server.listen.host.includes(':') ? `[${server.listen.host}]` : server.listen.host;
   const compiled: Config = {
     file,
     server: { ...server, publicUrl: server.publicUrl ?? `http://${listenHost}:${server.listen.port}` } as ServerConfig,
     routes: routes.map((r) => ({ ...r, stripPrefix: r.stripPrefix ?? r.upstream !== undefined }) as RouteConfig),
+    ...(identity ? {
+      identity: {
+        ...identity,
+        roleClaims: identity.roleClaims ?? ['realm_access.roles', ...identity.audience.map((a) => `resource_access.${a}.roles`)],
+      },
+    } : {}),
   };
   return deepFreeze(compiled);
 }

@@ -52,6 +52,9 @@ const RoutePath = z.string().refine(
 
 const Name = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, { error: 'expected a lower-case name such as dicomweb (letters, digits, - and _)' });
 
+/** Built-in authenticators a route may list. */
+export const AUTHENTICATORS = ['bearer'] as const;
+
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 const TrustProxy = z.union([
@@ -78,6 +81,47 @@ const Server = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
+/** Asymmetric JWS algorithms only: HMAC would let anyone holding the public key forge tokens. */
+export const ALLOWED_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+const StringList = z.union([z.string().min(1).transform((s) => [s]), z.array(z.string().min(1)).min(1)]);
+
+const Identity = z.strictObject({
+  /** The issuer exactly as it appears in tokens' iss claim. */
+  issuer: HttpUrl,
+  /** How the gateway itself reaches the IdP, when not by the issuer URL (e.g. http://keycloak:8080/auth/realms/x). */
+  internalUrl: z.union([z.literal('').transform(() => undefined), HttpUrl]).optional(),
+  /** A token's aud or azp must contain one of these (Keycloak puts the client in azp). */
+  audience: StringList,
+  algorithms: z.array(z.enum(ALLOWED_ALGS, { error: `expected one of ${ALLOWED_ALGS.join(', ')} (HMAC and none are never accepted)` })).min(1).default(['RS256', 'PS256', 'ES256']),
+  clockTolerance: Duration.default(30_000),
+  /** Which token profiles count as access tokens: RFC 9068 (typ at+jwt), Keycloak (typ Bearer claim), plain JWT. */
+  tokenTypes: z.array(z.enum(['at+jwt', 'keycloak', 'jwt'])).min(1).default(['at+jwt', 'keycloak']),
+  /** Dot paths to string arrays of roles; default realm_access.roles and resource_access.<audience>.roles. */
+  roleClaims: z.array(z.string().regex(/^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$/)).min(1).optional(),
+  usernameClaim: z.string().min(1).default('preferred_username'),
+  maxTokenSize: ByteSize.default(8 * 1024),
+  realm: z.string().regex(/^[^"\\]*$/, { error: 'expected a realm without quotes or backslashes' }).default('pacs'),
+  jwks: z.strictObject({
+    cooldown: Duration.default(30_000),
+    timeout: Duration.default(5_000),
+    refreshInterval: Duration.default(600_000),
+  }).prefault({}),
+  tokenCache: z.strictObject({
+    maxEntries: z.number().int().min(0).default(10_000),
+    maxBytes: ByteSize.default(32 * 1024 * 1024),
+  }).prefault({}),
+  /** OHIF's own public OIDC client id (written into app-config.js). */
+  viewerClientId: z.string().min(1).optional(),
+});
+
+const Cors = z.strictObject({
+  origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, { error: 'expected an origin such as https://viewer.example.org (scheme://host[:port], no path)' })).min(1),
+  methods: z.array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])).default(['GET', 'HEAD', 'POST', 'PUT', 'DELETE']),
+  headers: z.array(z.string().regex(/^[A-Za-z0-9-]+$/)).default(['Authorization', 'Accept', 'Content-Type', 'X-Requested-With']),
+  maxAge: Duration.default(600_000),
+});
+
 const UpstreamAuth = z.strictObject({
   basic: z.strictObject({ username: z.string().min(1), password: z.string().min(1) }),
 });
@@ -98,8 +142,12 @@ const Route = z.strictObject({
   upstream: HttpUrl.optional(),
   static: z.literal('ohif', { error: 'expected "ohif" (the only built-in static site)' }).optional(),
   ohif: Ohif.optional(),
-  auth: z.union([z.literal('public'), z.array(Name).min(1)], { error: 'expected "public" or a list of authenticator names such as [bearer]' }),
-  allow: z.record(z.enum([...HTTP_METHODS, '*']), z.array(z.string().min(1))).optional(),
+  auth: z.union([z.literal('public'), z.array(z.enum(AUTHENTICATORS)).min(1)], { error: `expected "public" or a list of authenticators from [${AUTHENTICATORS.join(', ')}]` }),
+  /** Method → roles that may use it ('*' as a method: every other method; '*' as a role: any authenticated caller). */
+  allow: z.partialRecord(z.enum([...HTTP_METHODS, '*']), z.array(z.string().min(1))).optional(),
+  cors: Cors.optional(),
+  /** Accept ?access_token= (RFC 6750 §2.3) for clients that cannot send headers (WADO-URI); it is removed before forwarding. */
+  queryToken: z.boolean().default(false),
   stripPrefix: z.boolean().optional(),
   websocket: z.boolean().default(false),
   timeout: Duration.default(60_000),
@@ -110,11 +158,14 @@ const Route = z.strictObject({
     authorization: z.boolean().default(false),
     /** Pass the gateway's own cookies upstream (other cookies always pass). */
     gatewayCookies: z.boolean().default(false),
+    /** Send X-Forwarded-User / X-Forwarded-Roles (set by the gateway; client copies are always dropped). */
+    identity: z.boolean().default(false),
   }).prefault({}),
 });
 
 export const ConfigSchema = z.strictObject({
   server: Server.prefault({}),
+  identity: Identity.optional(),
   routes: z.array(Route).min(1, { error: 'expected at least one route' }),
 }).superRefine((cfg, ctx) => {
   const seenNames = new Map<string, number>();
@@ -141,8 +192,12 @@ export const ConfigSchema = z.strictObject({
       }
     }
     if (r.auth !== 'public') {
-      // Authenticators arrive with the identity section (bearer tokens, sessions); until then only public routes exist.
-      ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: `unknown authenticator ${JSON.stringify(r.auth)}: expected "public"` });
+      if (!cfg.identity) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: `authenticator ${r.auth.join(', ')} needs an identity section (issuer, audience)` });
+      if (!r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'an authenticated route needs allow rules (method → roles), e.g. { GET: [viewer] }' });
+    } else {
+      if (r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'allow rules need an authenticated route (auth: [bearer])' });
+      if (r.queryToken) ctx.addIssue({ code: 'custom', path: ['routes', i, 'queryToken'], message: 'queryToken needs auth: [bearer]' });
+      if (r.forward.identity) ctx.addIssue({ code: 'custom', path: ['routes', i, 'forward', 'identity'], message: 'forward.identity needs an authenticated route' });
     }
   });
 });
@@ -151,8 +206,10 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 type ParsedConfig = z.output<typeof ConfigSchema>;
 export type RouteConfig = ParsedConfig['routes'][number] & { readonly stripPrefix: boolean };
 export type ServerConfig = ParsedConfig['server'] & { readonly publicUrl: string };
+export type IdentityConfig = NonNullable<ParsedConfig['identity']> & { readonly roleClaims: readonly string[] };
 export interface Config {
   readonly file: string;
   readonly server: ServerConfig;
+  readonly identity?: IdentityConfig;
   readonly routes: readonly RouteConfig[];
 }

@@ -32,6 +32,9 @@ const EXCHANGE = Symbol('pacs-gateway.exchange');
 const TIMED_OUT = Symbol('pacs-gateway.timed-out');
 type Tagged = http.IncomingMessage & { [EXCHANGE]?: Exchange; [TIMED_OUT]?: boolean };
 
+/** Header values must be visible ASCII; anything else (a user name with accents) is percent-encoded. */
+const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v));
+
 const REFUSED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
 
 export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwarder {
@@ -101,6 +104,10 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     if (!route.forward.authorization) delete headers.authorization;
     if (!route.forward.gatewayCookies) stripGatewayCookies(headers);
     if (basic) headers.authorization = basic;
+    if (route.forward.identity && ex.principal && ex.principal.via !== 'anonymous') {
+      headers['x-forwarded-user'] = headerSafe(ex.principal.username ?? ex.principal.subject);
+      headers['x-forwarded-roles'] = headerSafe([...ex.principal.roles].join(','));
+    }
     req[EXCHANGE] = ex;
   }
 

@@ -1,5 +1,5 @@
 // Prometheus metrics, one registry per gateway instance (tests run several in one process).
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -7,6 +7,9 @@ export interface Metrics {
   readonly duration: Histogram<'route'>;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
   readonly denials: Counter<'route' | 'code'>;
+  readonly jwksFetches: Counter<'result'>;
+  readonly tokenCache: Counter<'result'>;
+  readonly jwksStale: Gauge;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -21,5 +24,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     upstreamErrors: new Counter({ name: 'pacs_gateway_upstream_errors_total', help: 'Upstream failures, by route and kind (refused, timeout, reset)', labelNames: ['route', 'kind'], registers: [registry] }),
     denials: new Counter({ name: 'pacs_gateway_denials_total', help: 'Requests refused by the gateway, by route and error code', labelNames: ['route', 'code'], registers: [registry] }),
+    jwksFetches: new Counter({ name: 'pacs_gateway_jwks_fetches_total', help: 'Key set fetches from the identity provider (ok, error, suppressed by the cooldown)', labelNames: ['result'], registers: [registry] }),
+    tokenCache: new Counter({ name: 'pacs_gateway_token_cache_total', help: 'Verified-token cache lookups (hit, miss)', labelNames: ['result'], registers: [registry] }),
+    jwksStale: new Gauge({ name: 'pacs_gateway_jwks_stale', help: '1 while the last key set fetch failed and cached keys are used (stale-if-error)', registers: [registry] }),
   };
 }

@@ -1,0 +1,198 @@
+// Authorization: Bearer <JWT> → Principal. Verification with jose against the issuer's key set;
+// verified tokens are kept in a bounded LRU (keyed by a hash of the token, never beyond its expiry)
+// so the hot path verifies each token once. RFC 6750 answers for everything refused.
+import { createHash } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTHeaderParameters } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { IdentityConfig } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import type { Exchange } from '../exchange.js';
+import { compileClaimPath, principalFromClaims, type ClaimReaders } from './claims.js';
+import type { KeySet } from './jwks.js';
+import type { Authenticator, Principal } from './principal.js';
+
+export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope';
+
+const quote = (s: string) => s.replace(/["\\]/g, '');
+
+/** The WWW-Authenticate value of RFC 6750 §3. */
+export function bearerChallenge(realm: string, error?: BearerErrorCode, description?: string): string {
+  let v = `Bearer realm="${quote(realm)}"`;
+  if (error) v += `, error="${error}"`;
+  if (description) v += `, error_description="${quote(description)}"`;
+  return v;
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<Principal>;
+  readonly realm: string;
+  readonly cacheSize: () => number;
+}
+
+export interface VerifierHooks { readonly onCache?: (hit: boolean) => void }
+
+// crypto.hash (one-shot) is faster where present; Node 20.12+ and 22+ have it.
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('base64url');
+
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+interface Cached { readonly principal: Principal; readonly size: number }
+
+export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, hooks: VerifierHooks = {}): TokenVerifier {
+  const realm = identity.realm;
+  const audiences = new Set(identity.audience);
+  const allowedTypes = new Set(identity.tokenTypes);
+  const readers: ClaimReaders = { roles: identity.roleClaims.map(compileClaimPath), username: identity.usernameClaim };
+  const toleranceSec = Math.ceil(identity.clockTolerance / 1000);
+  const cache = identity.tokenCache.maxEntries > 0
+    ? new LRUCache<string, Cached>({ max: identity.tokenCache.maxEntries, maxSize: identity.tokenCache.maxBytes, sizeCalculation: (v) => v.size })
+    : undefined;
+
+  const invalid = (description: string, cause?: unknown) => new GatewayError('CREDENTIALS_INVALID', description, {
+    headers: { 'WWW-Authenticate': bearerChallenge(realm, 'invalid_token', description) }, cause,
+  });
+
+  /** Access token, not an ID token, refresh token or logout token dressed as one. */
+  function checkTokenType(header: JWTHeaderParameters, claims: JWTPayload): void {
+    const htyp = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined;
+    const ptyp = typeof claims.typ === 'string' ? claims.typ.toLowerCase() : undefined;
+    if (ptyp !== undefined && ptyp !== 'bearer') throw invalid(`not an access token (typ ${ptyp})`);
+    if ('nonce' in claims || 'at_hash' in claims || 'events' in claims) throw invalid('not an access token (ID or logout token)');
+    const ok = (allowedTypes.has('at+jwt') && htyp === 'at+jwt')
+      || (allowedTypes.has('keycloak') && ptyp === 'bearer' && (htyp === undefined || htyp === 'jwt'))
+      || (allowedTypes.has('jwt') && (htyp === undefined || htyp === 'jwt'));
+    if (!ok) throw invalid('not an access token (token type)');
+  }
+
+  function checkAudience(claims: JWTPayload): void {
+    const aud = claims.aud;
+    const auds = Array.isArray(aud) ? aud : typeof aud === 'string' ? [aud] : [];
+    if (auds.some((a) => audiences.has(a))) return;
+    const azp = (claims as { azp?: unknown }).azp;
+    if (typeof azp === 'string' && audiences.has(azp)) return;
+    throw invalid('token audience not accepted');
+  }
+
+  function mapJoseError(err: unknown): GatewayError {
+    if (err instanceof GatewayError) return err;
+    if (err instanceof joseErrors.JWTExpired) return invalid('token expired', err);
+    if (err instanceof joseErrors.JWTClaimValidationFailed) {
+      const reasons: Record<string, string> = { nbf: 'token not yet valid', iss: 'wrong issuer', iat: 'token issued in the future', sub: 'token has no subject', exp: 'token has no valid expiry' };
+      return invalid(reasons[err.claim] ?? `invalid ${err.claim} claim`, err);
+    }
+    if (err instanceof joseErrors.JOSEAlgNotAllowed) return invalid('signing algorithm not allowed', err);
+    if (err instanceof joseErrors.JWSSignatureVerificationFailed) return invalid('signature verification failed', err);
+    if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) return invalid('signing key not found', err);
+    if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid || err instanceof joseErrors.JOSENotSupported) return invalid('malformed token', err);
+    if (keys.status().keys > 0) return invalid('signing key not found', err); // a refetch for an unknown kid failed or was cooling down
+    return new GatewayError('IDP_UNAVAILABLE', 'the identity provider keys are not available yet', { headers: { 'Retry-After': '5' }, cause: err });
+  }
+
+  async function verifyUncached(token: string): Promise<Principal> {
+    // Strict JWS compact form: base64url without padding. Lenient decoders accept "sig==", which
+    // would make one token many strings (and many cache entries).
+    if (!JWS_COMPACT.test(token)) throw invalid('malformed token');
+    const getKey = keys.getKey;
+    if (!getKey) throw new GatewayError('IDP_UNAVAILABLE', 'the identity provider keys are not available yet', { headers: { 'Retry-After': '5' } });
+    let result;
+    try {
+      result = await jwtVerify(token, getKey, {
+        issuer: identity.issuer, algorithms: [...identity.algorithms], clockTolerance: toleranceSec, requiredClaims: ['exp', 'sub'],
+      });
+    } catch (err) {
+      throw mapJoseError(err);
+    }
+    const { payload, protectedHeader } = result;
+    checkTokenType(protectedHeader, payload);
+    checkAudience(payload);
+    return principalFromClaims(payload, readers, (payload.exp as number) * 1000);
+  }
+
+  return {
+    realm,
+    cacheSize: () => cache?.size ?? 0,
+    async verify(token) {
+      if (!cache) return verifyUncached(token);
+      const key = sha256(token);
+      const hit = cache.get(key);
+      if (hit && hit.principal.expiresAt > Date.now()) {
+        hooks.onCache?.(true);
+        return hit.principal;
+      }
+      hooks.onCache?.(false);
+      const principal = await verifyUncached(token);
+      const ttl = principal.expiresAt - Date.now();
+      // Never kept past the token's own expiry (the clock tolerance is for verifying, not for caching).
+      if (ttl > 0) cache.set(key, { principal, size: 256 + key.length + principal.roles.size * 32 }, { ttl });
+      return principal;
+    },
+  };
+}
+
+const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+function authorizationHeaders(ex: Exchange): string[] {
+  const raw = ex.req.rawHeaders;
+  const found: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') found.push(raw[i + 1] as string);
+  }
+  return found;
+}
+
+function takeQueryToken(ex: Exchange): string | undefined {
+  const t = ex.target;
+  if (!t || !t.query.includes('access_token')) return undefined;
+  const params = t.query.split('&');
+  const kept: string[] = [];
+  let token: string | undefined;
+  for (const p of params) {
+    if (p.startsWith('access_token=')) {
+      if (token !== undefined) throw new GatewayError('CREDENTIALS_MALFORMED', 'more than one access_token parameter');
+      token = decodeURIComponent(p.slice(13));
+    } else kept.push(p);
+  }
+  // The token never travels further: not upstream, not into a log line.
+  ex.target = { path: t.path, query: kept.join('&') };
+  return token;
+}
+
+export interface BearerOptions { readonly queryToken: boolean; readonly maxTokenSize: number }
+
+export function createBearerAuthenticator(verifier: TokenVerifier, opts: BearerOptions): Authenticator & { challenge(): GatewayError } {
+  const realm = verifier.realm;
+  const malformed = (description: string) => new GatewayError('CREDENTIALS_MALFORMED', description, {
+    headers: { 'WWW-Authenticate': bearerChallenge(realm, 'invalid_request', description) },
+  });
+  return {
+    name: 'bearer',
+    challenge: () => new GatewayError('UNAUTHENTICATED', 'a bearer token is required', { headers: { 'WWW-Authenticate': bearerChallenge(realm) } }),
+    async authenticate(ex) {
+      const headers = authorizationHeaders(ex);
+      let queryToken: string | undefined;
+      try {
+        queryToken = opts.queryToken ? takeQueryToken(ex) : undefined;
+      } catch {
+        throw malformed('more than one access_token parameter');
+      }
+      if (headers.length > 1) throw malformed('more than one Authorization header');
+      const header = headers[0];
+      if (header === undefined && queryToken === undefined) return null;
+      if (header !== undefined && queryToken !== undefined) throw malformed('token sent in both header and query');
+      let token: string;
+      if (header !== undefined) {
+        if (!/^bearer(\s|$)/i.test(header)) return null; // another scheme: not ours
+        if (header.length > opts.maxTokenSize + 16) throw new GatewayError('CREDENTIALS_INVALID', 'token too large', { headers: { 'WWW-Authenticate': bearerChallenge(realm, 'invalid_token', 'token too large') } });
+        const m = BEARER.exec(header);
+        if (!m) throw malformed('malformed Authorization header');
+        token = m[1] as string;
+      } else {
+        token = queryToken as string;
+        if (token.length > opts.maxTokenSize) throw new GatewayError('CREDENTIALS_INVALID', 'token too large', { headers: { 'WWW-Authenticate': bearerChallenge(realm, 'invalid_token', 'token too large') } });
+        if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) throw malformed('malformed access_token parameter');
+      }
+      return verifier.verify(token);
+    },
+  };
+}

@@ -1,0 +1,302 @@
+// Bearer tokens on an API route: what is accepted, and every refusal with its RFC 6750 answer.
+import { startEchoUpstream, type EchoUpstream } from '../support/echo-upstream.js';
+import { algNone, decode, hs256WithPublicKey, signWithForeignKey, signWithIdpKey } from '../support/forge.js';
+import { accessLogFor, startGateway, type RunningGateway } from '../support/gateway.js';
+import { rawExchange, request, statusOf, type Reply } from '../support/http-client.js';
+import { startTestIdp, type TestIdp } from '../support/test-idp.js';
+
+let idp: TestIdp;
+let echo: EchoUpstream;
+let gw: RunningGateway;
+
+const config = (issuer: string, upstream: string, extra = '') => `
+server:
+  listen: 127.0.0.1:0
+  admin: { listen: 127.0.0.1:0 }
+  limits: { maxHeaderSize: 256KB }
+identity:
+  issuer: ${issuer}
+  audience: [pacs]
+  clockTolerance: 1s
+  jwks: { cooldown: 30s }
+  ${extra}
+routes:
+  - name: dicomweb
+    path: /pacs
+    upstream: ${upstream}
+    auth: [bearer]
+    allow: { GET: [viewer, admin], POST: [uploader], DELETE: [admin] }
+    forward: { identity: true }
+    cors: { origins: ['http://viewer.example'] }
+  - name: wado
+    path: /wado
+    upstream: ${upstream}
+    auth: [bearer]
+    queryToken: true
+    allow: { GET: ['*'] }
+`;
+
+beforeAll(async () => {
+  idp = await startTestIdp({ issuerPath: '/auth/realms/ohif' });
+  echo = await startEchoUpstream();
+  gw = await startGateway(config(idp.issuer, echo.url));
+  await waitReady(gw);
+});
+afterAll(async () => {
+  await gw?.stop();
+  await echo?.stop();
+  await idp?.stop();
+});
+
+async function waitReady(g: RunningGateway, want = 200): Promise<void> {
+  const until = Date.now() + 10_000;
+  while ((await request(g.adminUrl!, '/readyz')).status !== want) {
+    if (Date.now() > until) throw new Error('gateway never became ready');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const viewerToken = (o: Parameters<TestIdp['issueAccessToken']>[0] = {}) => idp.issueAccessToken({ username: 'alice', realmRoles: ['viewer'], ...o });
+const get = (path: string, token?: string, headers: Record<string, string> = {}) =>
+  request(gw.url, path, { headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
+
+function expectChallenge(r: Reply, status: number, error?: string): void {
+  expect(r.status).toBe(status);
+  const h = String(r.headers['www-authenticate'] ?? '');
+  expect(h).toMatch(/^Bearer realm="pacs"/);
+  if (error) expect(h).toContain(`error="${error}"`);
+  else expect(h).not.toContain('error=');
+  expect(r.text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/); // never echo a token
+}
+
+describe('accepted tokens', () => {
+  test('a valid RS256 access token reaches the upstream; the token itself does not', async () => {
+    const r = await get('/pacs/dicom-web/studies', await viewerToken());
+    expect(r.status).toBe(200);
+    const seen = JSON.parse(r.text) as { headers: Record<string, string> };
+    expect(seen.headers.authorization).toBeUndefined();
+    expect(seen.headers['x-forwarded-user']).toBe('alice');
+    expect(seen.headers['x-forwarded-roles']).toBe('viewer');
+  });
+
+  test.each(['ES256', 'PS256'] as const)('%s tokens are accepted', async (alg) => {
+    expect((await get('/pacs/x', await viewerToken({ alg }))).status).toBe(200);
+  });
+
+  test('the scheme is case-insensitive', async () => {
+    const token = await viewerToken();
+    for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+      expect((await request(gw.url, '/pacs/x', { headers: { authorization: `${scheme} ${token}` } })).status).toBe(200);
+    }
+  });
+
+  test('a Keycloak-profile token (typ JWT, client in azp, aud "account") is accepted', async () => {
+    const token = await idp.issueAccessToken({ style: 'keycloak', clientId: 'pacs', audience: 'account', realmRoles: ['viewer'] });
+    expect(decode(token).header.typ).toBe('JWT');
+    expect((await get('/pacs/x', token)).status).toBe(200);
+  });
+
+  test('roles come from resource_access.<audience>.roles too', async () => {
+    const token = await idp.issueAccessToken({ clientRoles: { pacs: ['uploader'] } });
+    expect((await request(gw.url, '/pacs/studies', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: 'x' })).status).toBe(200);
+    const other = await idp.issueAccessToken({ clientRoles: { 'some-other-client': ['uploader'] } });
+    expect((await request(gw.url, '/pacs/studies', { method: 'POST', headers: { authorization: `Bearer ${other}` }, body: 'x' })).status).toBe(403);
+  });
+
+  test('client-sent identity headers are replaced, never trusted', async () => {
+    const r = await get('/pacs/x', await viewerToken(), { 'x-forwarded-user': 'root', 'x-forwarded-roles': 'admin' });
+    const seen = JSON.parse(r.text) as { headers: Record<string, string> };
+    expect(seen.headers['x-forwarded-user']).toBe('alice');
+    expect(seen.headers['x-forwarded-roles']).toBe('viewer');
+  });
+
+  test('a verified token is cached: the second use is a cache hit', async () => {
+    const token = await viewerToken();
+    const hits = async () => Number(/pacs_gateway_token_cache_total\{result="hit"\} (\d+)/.exec((await request(gw.adminUrl!, '/metrics')).text)?.[1] ?? 0);
+    await get('/pacs/x', token);
+    const before = await hits();
+    await get('/pacs/x', token);
+    await get('/pacs/x', token);
+    expect(await hits()).toBe(before + 2);
+  });
+
+  test('a cached token stops working when it expires', async () => {
+    const token = await viewerToken({ ttl: 1 });
+    expect((await get('/pacs/x', token)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 2300)); // ttl 1 s + clock tolerance 1 s
+    expectChallenge(await get('/pacs/x', token), 401, 'invalid_token');
+  });
+});
+
+describe('refused tokens', () => {
+  test('no token: 401 with a bare challenge', async () => {
+    expectChallenge(await get('/pacs/x'), 401);
+  });
+
+  test('another scheme (Basic) is not a bearer token: 401 with a bare challenge', async () => {
+    expectChallenge(await request(gw.url, '/pacs/x', { headers: { authorization: 'Basic dXNlcjpwYXNz' } }), 401);
+  });
+
+  test('alg "none"', async () => {
+    expectChallenge(await get('/pacs/x', algNone(await viewerToken())), 401, 'invalid_token');
+  });
+
+  test('HS256 signed with the public key', async () => {
+    for (const forged of hs256WithPublicKey(idp, await viewerToken())) expectChallenge(await get('/pacs/x', forged), 401, 'invalid_token');
+  });
+
+  test('signed by a key the IdP never published, under a real kid', async () => {
+    const r = await get('/pacs/x', await signWithForeignKey(await viewerToken()));
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('signature verification failed');
+  });
+
+  test('expired', async () => {
+    const r = await get('/pacs/x', await viewerToken({ timeShift: -3600 }));
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('error_description="token expired"');
+  });
+
+  test('nbf in the future', async () => {
+    const real = decode(await viewerToken()).payload;
+    const r = await get('/pacs/x', await signWithIdpKey(idp, { ...real, nbf: Math.floor(Date.now() / 1000) + 3600 }));
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('not yet valid');
+  });
+
+  test('wrong issuer, signed with the real key', async () => {
+    const real = decode(await viewerToken()).payload;
+    const r = await get('/pacs/x', await signWithIdpKey(idp, { ...real, iss: 'http://127.0.0.1:1/auth/realms/evil' }));
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('wrong issuer');
+  });
+
+  test('wrong audience and azp', async () => {
+    const r = await get('/pacs/x', await idp.issueAccessToken({ audience: 'other-api', clientId: 'other-client', realmRoles: ['viewer'] }));
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('audience');
+  });
+
+  test('an ID token presented as an access token', async () => {
+    const idToken = await idp.issueIdToken({ clientId: 'pacs', realmRoles: ['viewer'] });
+    expect(decode(idToken).payload.aud).toBe('pacs'); // its audience would pass: only the type check stops it
+    const r = await get('/pacs/x', idToken);
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('not an access token');
+  });
+
+  test('a Keycloak refresh token (typ Refresh) signed with the real key', async () => {
+    const real = decode(await viewerToken()).payload;
+    expectChallenge(await get('/pacs/x', await signWithIdpKey(idp, { ...real, typ: 'Refresh' }, { typ: 'JWT' })), 401, 'invalid_token');
+  });
+
+  test('an opaque refresh token', async () => {
+    expectChallenge(await get('/pacs/x', await idp.issueRefreshToken({})), 401, 'invalid_token');
+  });
+
+  test('a token missing the type marker of any accepted profile', async () => {
+    const real = decode(await viewerToken()).payload;
+    const r = await get('/pacs/x', await signWithIdpKey(idp, { ...real, typ: undefined }, { typ: 'JWT' }));
+    expectChallenge(r, 401, 'invalid_token');
+  });
+
+  test('truncated and padded tokens', async () => {
+    const token = await viewerToken();
+    for (const bad of [token.slice(0, -10), token.slice(0, token.lastIndexOf('.')), `${token}AAAA`, `${token}==`, `${token}.extra`, `x${token}`]) {
+      const r = await get('/pacs/x', bad);
+      expect({ tail: bad.slice(-8), refused: r.status === 400 || r.status === 401 }).toEqual({ tail: bad.slice(-8), refused: true });
+      expect(r.headers['www-authenticate']).toMatch(/error="(invalid_token|invalid_request)"/);
+    }
+  });
+
+  test('a 100 KB token is refused before any parsing', async () => {
+    const r = await get('/pacs/x', 'a'.repeat(100 * 1024));
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('token too large');
+  });
+
+  test('two Authorization headers: 400 invalid_request', async () => {
+    const token = await viewerToken();
+    const raw = await rawExchange(gw.url, `GET /pacs/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
+    expect(statusOf(raw)).toBe(400);
+    expect(raw).toContain('error="invalid_request"');
+  });
+
+  test.each(['Bearer', 'Bearer ', 'Bearer a b', 'Bearer a,b', 'Bearer "quoted"'])('malformed header %j: 400 invalid_request', async (value) => {
+    const r = await request(gw.url, '/pacs/x', { headers: { authorization: value } });
+    expectChallenge(r, 400, 'invalid_request');
+  });
+});
+
+describe('roles per method', () => {
+  const call = async (method: string, roles: string[]) => request(gw.url, '/pacs/studies', {
+    method, headers: { authorization: `Bearer ${await idp.issueAccessToken({ realmRoles: roles })}` }, ...(method === 'POST' ? { body: 'x' } : {}),
+  });
+
+  test.each([
+    ['GET', ['viewer'], 200], ['HEAD', ['viewer'], 200], ['POST', ['uploader'], 200], ['DELETE', ['admin'], 200],
+    ['GET', ['uploader'], 403], ['POST', ['viewer'], 403], ['DELETE', ['viewer', 'uploader'], 403],
+    ['PATCH', ['admin', 'viewer', 'uploader'], 403], ['PUT', ['admin'], 403], ['GET', [], 403],
+  ] as const)('%s with %j → %i', async (method, roles, status) => {
+    const r = await call(method, [...roles]);
+    expect(r.status).toBe(status);
+    if (status === 403) expect(String(r.headers['www-authenticate'])).toContain('error="insufficient_scope"');
+  });
+
+  test('"*" as a role admits any authenticated caller', async () => {
+    expect((await get('/wado/x', await idp.issueAccessToken({ realmRoles: [] }))).status).toBe(200);
+    expectChallenge(await get('/wado/x'), 401);
+  });
+});
+
+describe('query-string tokens', () => {
+  test('accepted where the route enables them, removed before forwarding and from the logs', async () => {
+    const token = await viewerToken();
+    const r = await request(gw.url, `/wado/wado?requestType=WADO&access_token=${token}&studyUID=1.2`);
+    expect(r.status).toBe(200);
+    expect((JSON.parse(r.text) as { url: string }).url).toBe('/wado?requestType=WADO&studyUID=1.2');
+    await accessLogFor(gw, r.headers['x-request-id'] as string);
+    expect(gw.rawLogs()).not.toContain(token);
+    expect(gw.rawLogs()).not.toContain(token.split('.')[2]);
+  });
+
+  test('ignored where the route does not enable them', async () => {
+    expectChallenge(await get(`/pacs/x?access_token=${await viewerToken()}`), 401);
+  });
+
+  test('header and query together are refused', async () => {
+    const token = await viewerToken();
+    expectChallenge(await get(`/wado/x?access_token=${token}`, token), 400, 'invalid_request');
+  });
+});
+
+describe('CORS', () => {
+  test('a preflight from an allowed origin is answered without a token', async () => {
+    const r = await request(gw.url, '/pacs/dicom-web/studies', { method: 'OPTIONS', headers: {
+      origin: 'http://viewer.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization',
+    } });
+    expect(r.status).toBe(204);
+    expect(r.headers['access-control-allow-origin']).toBe('http://viewer.example');
+    expect(r.headers['access-control-allow-headers']).toMatch(/Authorization/);
+  });
+
+  test('a preflight from another origin is refused', async () => {
+    const r = await request(gw.url, '/pacs/dicom-web/studies', { method: 'OPTIONS', headers: { origin: 'http://evil.example', 'access-control-request-method': 'GET' } });
+    expect(r.status).toBe(403);
+    expect(r.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  test('a 401 to an allowed origin carries CORS headers so the client can read it', async () => {
+    const r = await get('/pacs/x', undefined, { origin: 'http://viewer.example' });
+    expect(r.status).toBe(401);
+    expect(r.headers['access-control-allow-origin']).toBe('http://viewer.example');
+    expect(r.headers['access-control-expose-headers']).toContain('WWW-Authenticate');
+  });
+});
+
+test('no token ever reaches the logs', async () => {
+  const token = await viewerToken();
+  await get('/pacs/x', token);
+  await get('/pacs/x', algNone(token));
+  expect(gw.rawLogs()).not.toContain(token.split('.')[1]);
+});
