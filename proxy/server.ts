@@ -54,7 +54,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
 
   const forwarderFor = (route: RouteConfig): Forwarder => route.upstream
     ? createProxyForwarder(route, {
-      trust, agents, maxBodySize: config.server.limits.maxBodySize, onError: fail,
+      trust, agents, publicHost: new URL(config.server.publicUrl).host, maxBodySize: config.server.limits.maxBodySize, onError: fail,
       onUpstreamError: (name, kind) => {
         metrics.upstreamErrors.inc({ route: name, kind });
         log.warn({ route: name, kind }, 'upstream error');

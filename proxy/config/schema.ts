@@ -158,6 +158,12 @@ const Route = z.strictObject({
     authorization: z.boolean().default(false),
     /** Pass the gateway's own cookies upstream (other cookies always pass). */
     gatewayCookies: z.boolean().default(false),
+    /**
+     * Orthanc's DICOMweb plugin builds absolute links (BulkDataURI, RetrieveURL) from the Forwarded
+     * header's host and knows nothing of the route prefix: put the prefix into that host (unquoted,
+     * as Orthanc reads it) so the links point back through the gateway.
+     */
+    orthancLinks: z.boolean().default(false),
     /** Send X-Forwarded-User / X-Forwarded-Roles (set by the gateway; client copies are always dropped). */
     identity: z.boolean().default(false),
   }).prefault({}),

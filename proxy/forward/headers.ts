@@ -42,6 +42,8 @@ export function compileTrust(trust: false | number | readonly string[]): TrustFn
   return proxyAddr.compile([...trust]);
 }
 
+const HOST_SYNTAX = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 const firstValue = (v: string | string[] | undefined): string | undefined => {
   const s = Array.isArray(v) ? v[0] : v;
   if (!s) return undefined;
@@ -53,20 +55,29 @@ const firstValue = (v: string | string[] | undefined): string | undefined => {
  * The client address chain (nearest first), protocol and host as the gateway believes them:
  * client-sent X-Forwarded-* count only when they arrive through trusted hops.
  */
-export function forwardedFacts(req: IncomingMessage, trust: TrustFn): ForwardedFacts {
+export function forwardedFacts(req: IncomingMessage, trust: TrustFn, fallbackHost: string): ForwardedFacts {
   const peer = req.socket.remoteAddress ?? '';
   const peerTrusted = trust(peer, 0);
   const chain = peerTrusted ? proxyAddr.all(req, trust) : [peer];
   const encrypted = 'encrypted' in req.socket && Boolean(req.socket.encrypted);
   const proto = (peerTrusted && firstValue(req.headers['x-forwarded-proto'])) || (encrypted ? 'https' : 'http');
-  const host = (peerTrusted && firstValue(req.headers['x-forwarded-host'])) || req.headers.host || '';
+  const claimed = (peerTrusted && firstValue(req.headers['x-forwarded-host'])) || req.headers.host || '';
+  // The host ends up in links and in Forwarded: only a plain host[:port] passes, anything else is replaced.
+  const host = HOST_SYNTAX.test(claimed) ? claimed : fallbackHost;
   return { clientChain: chain, proto: proto.toLowerCase() === 'https' ? 'https' : 'http', host };
 }
 
 const quoteNode = (addr: string): string => (addr.includes(':') ? `"[${addr}]"` : addr);
 
+export interface ForwardedStyle {
+  readonly prefix: string | undefined;
+  /** Orthanc reads Forwarded's host verbatim (quotes included) and appends its own root to it. */
+  readonly orthancLinks: boolean;
+}
+
 /** Replaces every forwarding header with the gateway's own, consistent view. */
-export function setForwardedHeaders(headers: IncomingHttpHeaders, facts: ForwardedFacts, prefix: string | undefined): void {
+export function setForwardedHeaders(headers: IncomingHttpHeaders, facts: ForwardedFacts, style: ForwardedStyle): void {
+  const { prefix } = style;
   for (const h of GATEWAY_SET) delete headers[h];
   const client = facts.clientChain[facts.clientChain.length - 1] ?? '';
   headers['x-forwarded-for'] = [...facts.clientChain].reverse().join(', ');
@@ -74,6 +85,7 @@ export function setForwardedHeaders(headers: IncomingHttpHeaders, facts: Forward
   headers['x-forwarded-host'] = facts.host;
   if (prefix) headers['x-forwarded-prefix'] = prefix;
   headers['x-real-ip'] = client;
-  // RFC 7239 form: Orthanc's DICOMweb plugin builds absolute links from this, not from X-Forwarded-Host.
-  headers.forwarded = `for=${quoteNode(client)};host="${facts.host.replace(/["\\]/g, '')}";proto=${facts.proto}`;
+  headers.forwarded = style.orthancLinks
+    ? `for=${quoteNode(client)};host=${facts.host}${prefix ?? ''};proto=${facts.proto}`
+    : `for=${quoteNode(client)};host="${facts.host}";proto=${facts.proto}`;
 }

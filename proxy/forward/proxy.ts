@@ -13,6 +13,8 @@ import { forwardedFacts, removeHopByHop, setForwardedHeaders, stripGatewayCookie
 
 export interface ProxyDeps {
   readonly trust: TrustFn;
+  /** Host used in forwarded headers when the client's Host is not a plain host[:port]. */
+  readonly publicHost: string;
   readonly maxBodySize: number;
   readonly agents: UpstreamAgents;
   readonly onError: (ex: Exchange, err: GatewayError) => void;
@@ -44,6 +46,7 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     : undefined;
   const limit = route.maxBodySize ?? deps.maxBodySize;
   const prefix = route.stripPrefix && route.path !== '/' ? route.path : undefined;
+  const style = { prefix, orthancLinks: route.forward.orthancLinks };
   const proxy = new ProxyServer({
     target,
     agent: target.protocol === 'https:' ? deps.agents.https : deps.agents.http,
@@ -99,7 +102,7 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     req.url = t.query ? `${path}?${t.query}` : path;
     const headers = req.headers;
     removeHopByHop(headers, upgrade);
-    setForwardedHeaders(headers, forwardedFacts(req, deps.trust), prefix);
+    setForwardedHeaders(headers, forwardedFacts(req, deps.trust, deps.publicHost), style);
     headers['x-request-id'] = ex.id;
     if (!route.forward.authorization) delete headers.authorization;
     if (!route.forward.gatewayCookies) stripGatewayCookies(headers);

@@ -1,5 +1,8 @@
 // Security headers for the viewer, tuned to what OHIF needs (checked in Chromium by
 // tests/e2e/ohif-csp.test.ts). helmet runs once at start-up; requests only copy the result.
+// Two policies: documents get a strict one; scripts get one that also allows eval, which only
+// matters where a script is a worker's entry point (a worker's policy is its script's response
+// header) — Cornerstone's emscripten codecs build functions with `new Function` in the decode worker.
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import helmet from 'helmet';
@@ -26,14 +29,21 @@ export function inlineScriptsOf(html: string): string[] {
 
 const hashSource = (script: string): string => `'sha256-${createHash('sha256').update(script, 'utf8').digest('base64')}'`;
 
-function helmetFor(opts: SiteHeaderOptions) {
+export interface SiteHeaders {
+  /** For HTML documents and every other non-script file. */
+  readonly page: HeaderList;
+  /** For JavaScript files: the same, plus 'unsafe-eval' for worker contexts. */
+  readonly script: HeaderList;
+}
+
+function helmetFor(opts: SiteHeaderOptions, allowEval: boolean) {
   return helmet({
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
         'default-src': ["'self'"],
         // Codecs and ONNX runtimes are WebAssembly; OHIF's index.html carries two small inline scripts.
-        'script-src': ["'self'", "'wasm-unsafe-eval'", ...new Set(opts.inlineScripts.map(hashSource))],
+        'script-src': ["'self'", "'wasm-unsafe-eval'", ...new Set(opts.inlineScripts.slice(1).map(hashSource))],
         'script-src-attr': ["'none'"],
         // Emotion/Tailwind-style runtime <style> elements.
         'style-src': ["'self'", "'unsafe-inline'"],
@@ -61,15 +71,19 @@ function helmetFor(opts: SiteHeaderOptions) {
   });
 }
 
-/** The header list helmet would set, captured once by running it against a recording response. */
-export function siteHeaders(opts: SiteHeaderOptions): HeaderList {
+/** The header lists helmet would set, captured once by running it against a recording response. */
+export function siteHeaders(opts: SiteHeaderOptions): SiteHeaders {
+  return Object.freeze({ page: record(helmetFor(opts, false)), script: record(helmetFor(opts, true)) });
+}
+
+function record(middleware: ReturnType<typeof helmet>): HeaderList {
   const headers = new Map<string, string>();
   const recorder = {
     setHeader(name: string, value: string | number | readonly string[]) { headers.set(name, String(value)); return recorder; },
     removeHeader(name: string) { headers.delete(name); },
   };
   let done = false;
-  helmetFor(opts)({} as IncomingMessage, recorder as unknown as ServerResponse, (err?: unknown) => {
+  middleware({} as IncomingMessage, recorder as unknown as ServerResponse, (err?: unknown) => {
     if (err) throw err;
     done = true;
   });

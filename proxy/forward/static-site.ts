@@ -12,7 +12,7 @@ import { GatewayError, toGatewayError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
 import type { Forwarder } from './forwarder.js';
 import { buildOhifConfig, type OhifConfigOptions } from './ohif-config.js';
-import { inlineScriptsOf, siteHeaders } from './site-headers.js';
+import { inlineScriptsOf, siteHeaders, type HeaderList } from './site-headers.js';
 
 export interface StaticSiteDeps { readonly onError: (ex: Exchange, err: GatewayError) => void }
 
@@ -22,6 +22,7 @@ const NO_CACHE = 'no-cache';
 const HASHED = /(?:^|[.-])[0-9a-f]{16,}\.[a-z0-9]+$/;
 // Extensions start with a letter, so a last segment such as a DICOM UID (1.2.840…) is still an app route.
 const HAS_EXTENSION = /\.[A-Za-z][A-Za-z0-9]{0,9}$/;
+const SCRIPT = /\.m?js$/;
 const EXCHANGE = Symbol('pacs-gateway.static-exchange');
 type Tagged = IncomingMessage & { [EXCHANGE]?: Exchange };
 
@@ -52,9 +53,10 @@ export function ohifDistDir(route: RouteConfig, config: Config): string {
   return dir;
 }
 
-interface Body { readonly data: Buffer; readonly type: string; readonly etag: string }
-const bodyOf = (data: Buffer, type: string): Body =>
-  ({ data, type, etag: `"${createHash('sha256').update(data).digest('base64url').slice(0, 27)}"` });
+interface Body { readonly data: Buffer; readonly type: string; readonly etag: string; readonly headers: HeaderList }
+const bodyOf = (data: Buffer, type: string, headers: HeaderList): Body =>
+  ({ data, type, headers, etag: `"${createHash('sha256').update(data).digest('base64url').slice(0, 27)}"` });
+const setAll = (res: ServerResponse, headers: HeaderList): void => { for (const [name, value] of headers) res.setHeader(name, value); };
 
 /** Start-up inputs that come from other parts of the gateway (the login work passes OHIF's oidc entries). */
 export type StaticSiteOptions = OhifConfigOptions;
@@ -62,16 +64,17 @@ export type StaticSiteOptions = OhifConfigOptions;
 export function createStaticSite(route: RouteConfig, config: Config, deps: StaticSiteDeps, opts: StaticSiteOptions = {}): Forwarder {
   const dist = ohifDistDir(route, config);
   const indexHtml = readFileSync(path.join(dist, 'index.html'));
-  const index = bodyOf(indexHtml, 'text/html; charset=utf-8');
-  const appConfig = bodyOf(Buffer.from(buildOhifConfig(route, config, opts)), 'text/javascript; charset=utf-8');
   const headers = siteHeaders({
     inlineScripts: inlineScriptsOf(indexHtml.toString('utf8')),
     https: config.server.publicUrl.startsWith('https:'),
   });
+  const index = bodyOf(indexHtml, 'text/html; charset=utf-8', headers.page);
+  const appConfig = bodyOf(Buffer.from(buildOhifConfig(route, config, opts)), 'text/javascript; charset=utf-8', headers.script);
   const generated = new Map<string, Body>([['/app-config.js', appConfig], ['/index.html', index]]);
 
   const exchangeOf = (req: IncomingMessage): Exchange => (req as Tagged)[EXCHANGE] as Exchange;
   const sendBody = (res: Response, body: Body): void => {
+    setAll(res, body.headers);
     res.setHeader('Content-Type', body.type);
     res.setHeader('Cache-Control', NO_CACHE);
     res.setHeader('ETag', body.etag);
@@ -86,7 +89,6 @@ export function createStaticSite(route: RouteConfig, config: Config, deps: Stati
       next(new GatewayError('METHOD_NOT_ALLOWED', 'the viewer is read-only', { headers: { Allow: 'GET, HEAD' } }));
       return;
     }
-    for (const [name, value] of headers) res.setHeader(name, value);
     next();
   });
   // A gzip/br body for a byte range would not match the range's offsets: ranges go out unencoded.
@@ -103,6 +105,7 @@ export function createStaticSite(route: RouteConfig, config: Config, deps: Stati
     fallthrough: false,
     cacheControl: false,
     setHeaders: (res: ServerResponse, file: string) => {
+      setAll(res, SCRIPT.test(file) ? headers.script : headers.page);
       res.setHeader('Cache-Control', HASHED.test(path.basename(file)) ? IMMUTABLE : NO_CACHE);
     },
   }));

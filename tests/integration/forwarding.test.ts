@@ -118,6 +118,14 @@ describe('header hygiene', () => {
     expect(h['x-forwarded-roles']).toBeUndefined();
   });
 
+  test('a Host that is not a plain host[:port] never reaches forwarded headers', async () => {
+    const raw = await rawExchange(gw.url, 'GET /api/h HTTP/1.1\r\nHost: evil.example;proto=https\r\nConnection: close\r\n\r\n');
+    expect(statusOf(raw)).toBe(200);
+    const h = echoed(raw.slice(raw.indexOf('{'), raw.lastIndexOf('}') + 1)).headers;
+    expect(h['x-forwarded-host']).toBe('127.0.0.1:0'); // the configured public host
+    expect(h.forwarded).not.toContain('evil');
+  });
+
   test('the client Authorization is replaced by the route upstream credentials', async () => {
     const r = await request(gw.url, '/api/h', { headers: { authorization: 'Bearer client-token' } });
     expect(echoed(r.text).headers.authorization).toBe(`Basic ${Buffer.from('gateway:upstream-secret').toString('base64')}`);

@@ -21,7 +21,7 @@ export interface EchoUpstream {
 }
 
 /**
- * GET /stall never answers; /slow-body sends headers then stalls; /bytes/N streams N bytes;
+ * GET /stall never answers; /slow-body sends headers then stalls; /bytes/N streams N bytes; /delay/MS answers late;
  * /status/N answers with that status; anything else echoes the request as JSON.
  * WebSocket upgrades are accepted and echo raw bytes back.
  */
@@ -43,6 +43,11 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
     const url = req.url ?? '/';
     if (url.includes('/stall')) return;
     if (url.includes('/slow-body')) { res.writeHead(200, { 'content-type': 'text/plain' }); res.write('partial'); return; }
+    const delay = /\/delay\/(\d+)/.exec(url);
+    if (delay) {
+      setTimeout(() => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('late'); }, Number(delay[1]));
+      return;
+    }
     const status = /^\/status\/(\d{3})/.exec(url);
     if (status) {
       res.writeHead(Number(status[1]), { 'www-authenticate': 'Basic realm="upstream"', 'content-type': 'text/plain' });

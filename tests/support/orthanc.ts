@@ -2,7 +2,8 @@
 // ports, with a generated config and a random password. Used by integration tests and the demo.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,10 +32,11 @@ const READY_TIMEOUT_MS = 20_000;
 const KILL_AFTER_MS = 10_000;
 const STDERR_TAIL_BYTES = 4_000;
 
-// Children still running, killed when this process exits so a test that forgets stop() does not
-// leave Orthanc behind. (Inside Jest `process` is a sandbox copy whose 'exit' never fires; the
-// parent-death signal set in spawnOrthanc covers that case.)
-const running = new Set<ChildProcess>();
+// Children still running (with their throw-away dir, if any), killed when this process exits so a
+// script or test that forgets stop() does not leave Orthanc behind. Inside Jest `process` is a
+// sandbox copy whose 'exit' never fires: there the parent-death signal set in spawnOrthanc stops
+// Orthanc, but its temp dir stays.
+const running = new Map<ChildProcess, string | undefined>();
 let exitHookInstalled = false;
 
 export async function startOrthanc(opts: StartOrthancOptions = {}): Promise<OrthancHandle> {
@@ -50,13 +52,23 @@ export async function startOrthanc(opts: StartOrthancOptions = {}): Promise<Orth
 
   const url = `http://127.0.0.1:${httpPort}`;
   const authHeader = `Basic ${Buffer.from(`${USERNAME}:${password}`).toString('base64')}`;
-  const child = spawnOrthanc(binary, configPath);
+  const tempDir = opts.dataDir ? undefined : dir;
+  const removeTempDir = async () => {
+    if (tempDir) await rm(tempDir, { recursive: true, force: true });
+  };
+  let child: ChildProcess;
+  try {
+    child = await spawnOrthanc(binary, configPath, tempDir);
+  } catch (err) {
+    await removeTempDir();
+    throw err;
+  }
   const stderrTail = captureTail(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
   const cleanup = async () => {
     await stopChild(child, exited);
-    if (!opts.dataDir) await rm(dir, { recursive: true, force: true });
+    await removeTempDir();
   };
   try {
     await waitUntilReady(url, authHeader, child, stderrTail);
@@ -108,16 +120,19 @@ function findOrthancBinary(): string {
   throw new Error('Orthanc binary not found on PATH nor at /usr/sbin/Orthanc (apt-get install orthanc)');
 }
 
-function spawnOrthanc(binary: string, configPath: string): ChildProcess {
+async function spawnOrthanc(binary: string, configPath: string, tempDir: string | undefined): Promise<ChildProcess> {
   // setpriv execs Orthanc with PR_SET_PDEATHSIG, so the kernel stops it even if this process
   // dies without running exit hooks (SIGKILL, a Jest worker torn down). The pid stays Orthanc's.
   const [command, args] = existsSync('/usr/bin/setpriv')
     ? ['/usr/bin/setpriv', ['--pdeathsig', 'TERM', '--', binary, configPath]]
     : [binary, [configPath]];
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  if (child.pid === undefined) throw new Error(`could not spawn ${binary}`);
+  if (child.pid === undefined) {
+    const [err] = (await once(child, 'error')) as [Error];
+    throw new Error(`could not start ${command}: ${err.message}`);
+  }
 
-  running.add(child);
+  running.set(child, tempDir);
   child.once('exit', () => running.delete(child));
   installExitHook();
   // A forgotten handle must not keep the test runner (or a script) alive; stop() re-refs it.
@@ -131,7 +146,10 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.once('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
+    for (const [child, tempDir] of running) {
+      child.kill('SIGKILL');
+      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    }
   });
 }
 

@@ -5,6 +5,11 @@ import { createHash } from 'node:crypto';
 // @ts-expect-error -- dcmjs ships no type declarations; the few members used are typed below.
 import dcmjsUntyped from 'dcmjs';
 
+// Under Jest, code runs in a vm context where every global lookup (`Math`) goes through slow
+// interceptors; taken once here, the per-pixel loops below are ~7x faster overall there (the demo
+// set generates in ~1 s instead of ~6.5 s).
+const { round, min, max } = Math;
+
 // ---------------------------------------------------------------------------------------------
 // Public API
 
@@ -74,7 +79,7 @@ export const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
 export const MR_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.4';
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 
-/** Four patients, five studies, seven series (~60 instances, ~22 MB). */
+/** Four patients, five studies, seven series: 92 instances, ~26 MB. */
 export const DEFAULT_DEMO_SPEC: DemoSpec = {
   seed: 'pacs-gateway-demo-v1',
   patients: [
@@ -196,17 +201,19 @@ export function largeStudy(opts: { megabytes: number; seed?: string }): Syntheti
   });
 }
 
-/** The identifying UIDs of any Part-10 file (stops before the pixel data, so it is cheap). */
-export function readDicomIdentifiers(file: Buffer): {
+export interface DicomIdentifiers {
+  /** '' when the file has none (the US sample). */
   patientId: string;
   studyInstanceUID: string;
   seriesInstanceUID: string;
   sopInstanceUID: string;
   sopClassUID: string;
   transferSyntaxUID: string;
-} {
-  const arrayBuffer = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength);
-  const parsed = dcmjs.data.DicomMessage.readFile(arrayBuffer, { untilTag: '7FE00010' });
+}
+
+/** The identifying UIDs of any Part-10 file (parsing stops before the pixel data). */
+export function readDicomIdentifiers(file: Buffer): DicomIdentifiers {
+  const parsed = dcmjs.data.DicomMessage.readFile(new Uint8Array(file).buffer, { untilTag: '7FE00010' });
   const ds = dcmjs.data.DicomMetaDictionary.naturalizeDataset(parsed.dict);
   const meta = dcmjs.data.DicomMetaDictionary.naturalizeDataset(parsed.meta);
   return {
@@ -305,11 +312,11 @@ function buildInstance(ctx: InstanceContext, sopInstanceUID: string): SyntheticI
     SeriesNumber: ctx.seriesNumber,
     AcquisitionNumber: 1,
     InstanceNumber: instanceNumber,
-    ImagePositionPatient: geometry.position.map(round4),
+    ImagePositionPatient: geometry.position.map(round6),
     ImageOrientationPatient: [...geometry.rowDirection, ...geometry.columnDirection],
     FrameOfReferenceUID: ctx.studyUids.frameOfReference,
     PositionReferenceIndicator: '',
-    SliceLocation: round4(geometry.sliceLocation),
+    SliceLocation: round6(geometry.sliceLocation),
     SamplesPerPixel: 1,
     PhotometricInterpretation: 'MONOCHROME2',
     Rows: rows,
@@ -431,7 +438,7 @@ function sliceGeometry(series: SeriesSpec, rows: number, columns: number, slice:
     orientation,
     rows,
     columns,
-    pixelSpacing: round4(pixelSpacing),
+    pixelSpacing: round6(pixelSpacing),
     sliceThickness,
     rowDirection: row,
     columnDirection: column,
@@ -440,8 +447,10 @@ function sliceGeometry(series: SeriesSpec, rows: number, columns: number, slice:
   };
 }
 
-/** Calls `value(x, y, z)` for every pixel centre, in row-major order (as stored). */
-function sample(geometry: SliceGeometry, out: Int16Array | Uint16Array, value: (x: number, y: number, z: number) => number) {
+type Sampler = (x: number, y: number, z: number) => number;
+
+/** Fills `out` with `value(x, y, z)` at every pixel centre, in row-major order (as stored). */
+function sample(geometry: SliceGeometry, out: Int16Array | Uint16Array, value: Sampler): void {
   const { rows, columns, pixelSpacing: d, rowDirection: r, columnDirection: c, position: p } = geometry;
   let i = 0;
   for (let row = 0; row < rows; row++) {
@@ -455,48 +464,69 @@ function sample(geometry: SliceGeometry, out: Int16Array | Uint16Array, value: (
   }
 }
 
-function insideEllipsoid(x: number, y: number, z: number, cx: number, cy: number, cz: number, rx: number, ry: number, rz: number) {
-  const dx = (x - cx) / rx;
-  const dy = (y - cy) / ry;
-  const dz = (z - cz) / rz;
+/** An axis-aligned ellipsoid in patient space (mm): centre and semi-axes. */
+type Ellipsoid = readonly [cx: number, cy: number, cz: number, rx: number, ry: number, rz: number];
+
+// Indexing rather than destructuring the tuple: this runs for every pixel and destructuring
+// goes through the iterator protocol, which made generation ~3x slower.
+function inside(e: Ellipsoid, x: number, y: number, z: number): boolean {
+  const dx = (x - e[0]) / e[3];
+  const dy = (y - e[1]) / e[4];
+  const dz = (z - e[2]) / e[5];
   return dx * dx + dy * dy + dz * dz <= 1;
 }
 
+// LPS axes: +x patient left, +y posterior, +z head.
+const TORSO = {
+  body: [0, 0, 0, 160, 115, 400],
+  rightLung: [-70, -10, 20, 45, 60, 120],
+  leftLung: [70, -10, 20, 45, 60, 120],
+  spine: [0, 80, 0, 18, 18, 1000],
+  lesion: [0, -60, 0, 20, 20, 20],
+} as const satisfies Record<string, Ellipsoid>;
+
+const HEAD = {
+  scalp: [0, 0, 0, 80, 100, 75],
+  brain: [0, 0, 0, 72, 92, 67],
+  rightVentricle: [-12, -5, 10, 8, 30, 14],
+  leftVentricle: [12, -5, 10, 8, 30, 14],
+  lesion: [30, 35, 15, 12, 12, 12],
+} as const satisfies Record<string, Ellipsoid>;
+
 /** Torso phantom in HU: body with a left-right gradient, two lungs, a spine, a spherical lesion. */
 function ctPixels(geometry: SliceGeometry, signed: boolean): { data: Int16Array | Uint16Array; signed: boolean } {
-  const data = signed ? new Int16Array(geometry.rows * geometry.columns) : new Uint16Array(geometry.rows * geometry.columns);
+  const length = geometry.rows * geometry.columns;
+  const data = signed ? new Int16Array(length) : new Uint16Array(length);
   const offset = signed ? 0 : 1024;
   sample(geometry, data, (x, y, z) => {
     let hu = -1000;
-    if (insideEllipsoid(x, y, z, 0, 0, 0, 160, 115, 400)) {
+    if (inside(TORSO.body, x, y, z)) {
       hu = 40 + x * 0.5;
-      if (insideEllipsoid(x, y, z, -70, -10, 20, 45, 60, 120) || insideEllipsoid(x, y, z, 70, -10, 20, 45, 60, 120)) hu = -800;
-      if (insideEllipsoid(x, y, z, 0, 80, 0, 18, 18, 1000)) hu = 700;
-      if (insideEllipsoid(x, y, z, 35, 25, 0, 25, 25, 25)) hu = 160;
+      if (inside(TORSO.rightLung, x, y, z) || inside(TORSO.leftLung, x, y, z)) hu = -800;
+      if (inside(TORSO.spine, x, y, z)) hu = 700;
+      if (inside(TORSO.lesion, x, y, z)) hu = 160;
     }
     // Stored values must fit 12 bits: -2048..2047 signed, 0..4095 unsigned.
-    return Math.min(Math.max(Math.round(hu + offset), signed ? -2048 : 0), signed ? 2047 : 4095);
+    return min(max(round(hu + offset), signed ? -2048 : 0), signed ? 2047 : 4095);
   });
   return { data, signed };
 }
 
-/** Head phantom: skull ring, brain with a smooth bias field, ventricles, a lesion. */
+/** Head phantom: scalp ring, brain with a smooth bias field, ventricles, a lesion. */
 function mrPixels(geometry: SliceGeometry, weighting: 'T1' | 'T2'): { data: Uint16Array; signed: false } {
   const t1 = weighting === 'T1';
   const data = new Uint16Array(geometry.rows * geometry.columns);
   sample(geometry, data, (x, y, z) => {
-    if (!insideEllipsoid(x, y, z, 0, 0, 0, 80, 100, 75)) return 0;
-    if (!insideEllipsoid(x, y, z, 0, 0, 0, 72, 92, 67)) return t1 ? 2600 : 900; // scalp fat / bone
-    if (insideEllipsoid(x, y, z, -12, -5, 10, 8, 30, 14) || insideEllipsoid(x, y, z, 12, -5, 10, 8, 30, 14)) {
-      return t1 ? 400 : 3600; // CSF
-    }
-    if (insideEllipsoid(x, y, z, 30, 35, 15, 12, 12, 12)) return t1 ? 900 : 3000; // lesion
+    if (!inside(HEAD.scalp, x, y, z)) return 0;
+    if (!inside(HEAD.brain, x, y, z)) return t1 ? 2600 : 900;
+    if (inside(HEAD.rightVentricle, x, y, z) || inside(HEAD.leftVentricle, x, y, z)) return t1 ? 400 : 3600;
+    if (inside(HEAD.lesion, x, y, z)) return t1 ? 900 : 3000;
     const bias = 1 + (y / 100) * 0.15; // coil sensitivity falls off front to back
-    return Math.round((t1 ? 1800 : 1400) * bias);
+    return round((t1 ? 1800 : 1400) * bias);
   });
   return { data, signed: false };
 }
 
-function round4(value: number): number {
-  return Math.round(value * 10_000) / 10_000;
+function round6(value: number): number {
+  return round(value * 1e6) / 1e6;
 }
