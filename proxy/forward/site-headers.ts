@@ -10,7 +10,7 @@ import helmet from 'helmet';
 export type HeaderList = ReadonlyArray<readonly [name: string, value: string]>;
 
 export interface SiteHeaderOptions {
-  /** Bodies of the inline <script> elements of index.html, allowed by hash rather than 'unsafe-inline'. */
+  /** Bodies of the inline <script> elements of OHIF's pages, allowed by hash rather than 'unsafe-inline'. */
   readonly inlineScripts: readonly string[];
   /** The public URL is https: adds HSTS and upgrade-insecure-requests (both harmful on plain http). */
   readonly https: boolean;
@@ -42,8 +42,8 @@ function helmetFor(opts: SiteHeaderOptions, allowEval: boolean) {
       useDefaults: false,
       directives: {
         'default-src': ["'self'"],
-        // Codecs and ONNX runtimes are WebAssembly; OHIF's index.html carries two small inline scripts.
-        'script-src': ["'self'", "'wasm-unsafe-eval'", ...new Set(opts.inlineScripts.slice(1).map(hashSource))],
+        // Codecs and ONNX runtimes are WebAssembly; OHIF's pages carry a few small inline scripts.
+        'script-src': ["'self'", "'wasm-unsafe-eval'", ...(allowEval ? ["'unsafe-eval'"] : []), ...new Set(opts.inlineScripts.map(hashSource))],
         'script-src-attr': ["'none'"],
         // Emotion/Tailwind-style runtime <style> elements.
         'style-src': ["'self'", "'unsafe-inline'"],

@@ -26,11 +26,17 @@ const SCRIPT = /\.m?js$/;
 const EXCHANGE = Symbol('pacs-gateway.static-exchange');
 type Tagged = IncomingMessage & { [EXCHANGE]?: Exchange };
 
-/** The directory holding package.json, whether running from proxy/forward (jest) or dist/proxy/forward. */
-export function packageRoot(from = path.dirname(fileURLToPath(import.meta.url))): string {
+interface PackageJson { name?: string; ohif?: { version?: string } }
+
+/** The gateway's own package.json and its directory, whether running from proxy/forward (jest) or dist/proxy/forward. */
+export function gatewayPackage(from = path.dirname(fileURLToPath(import.meta.url))): { root: string; pkg: PackageJson } {
   for (let dir = from; ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+    const file = path.join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as PackageJson;
+      if (pkg.name === 'pacs-gateway') return { root: dir, pkg };
+    }
+    if (path.dirname(dir) === dir) throw new Error(`no pacs-gateway package.json above ${from}`);
   }
 }
 
@@ -43,8 +49,8 @@ export function ohifDistDir(route: RouteConfig, config: Config): string {
     dir = path.resolve(path.dirname(config.file), configured);
     fix = `check routes "${route.name}" ohif.root in ${config.file} (resolved relative to that file)`;
   } else {
-    const root = packageRoot();
-    const version = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { ohif?: { version?: string } }).ohif?.version;
+    const { root, pkg } = gatewayPackage();
+    const version = pkg.ohif?.version;
     if (!version) throw new Error(`${root}/package.json has no "ohif.version": cannot locate the OHIF viewer`);
     dir = path.join(root, '.cache', 'ohif', version, 'dist');
     fix = `run \`npm run fetch-ohif\` to fetch @ohif/app@${version}, or set ohif.root on route "${route.name}"`;
@@ -58,15 +64,22 @@ const bodyOf = (data: Buffer, type: string, headers: HeaderList): Body =>
   ({ data, type, headers, etag: `"${createHash('sha256').update(data).digest('base64url').slice(0, 27)}"` });
 const setAll = (res: ServerResponse, headers: HeaderList): void => { for (const [name, value] of headers) res.setHeader(name, value); };
 
-/** Start-up inputs that come from other parts of the gateway (the login work passes OHIF's oidc entries). */
-export type StaticSiteOptions = OhifConfigOptions;
+/** Start-up inputs from other parts of the gateway: the login work passes OHIF's oidc entries and the IdP's origin. */
+export interface StaticSiteOptions extends OhifConfigOptions {
+  readonly connectSrc?: readonly string[];
+}
+
+// Pages of dist/ whose inline scripts must run: the app, and the OIDC silent-renew iframe.
+const PAGES_WITH_INLINE_SCRIPTS = ['index.html', 'silent-refresh.html'];
 
 export function createStaticSite(route: RouteConfig, config: Config, deps: StaticSiteDeps, opts: StaticSiteOptions = {}): Forwarder {
   const dist = ohifDistDir(route, config);
   const indexHtml = readFileSync(path.join(dist, 'index.html'));
   const headers = siteHeaders({
-    inlineScripts: inlineScriptsOf(indexHtml.toString('utf8')),
+    inlineScripts: PAGES_WITH_INLINE_SCRIPTS.map((f) => path.join(dist, f)).filter((f) => existsSync(f))
+      .flatMap((f) => inlineScriptsOf(readFileSync(f, 'utf8'))),
     https: config.server.publicUrl.startsWith('https:'),
+    ...(opts.connectSrc ? { connectSrc: opts.connectSrc } : {}),
   });
   const index = bodyOf(indexHtml, 'text/html; charset=utf-8', headers.page);
   const appConfig = bodyOf(Buffer.from(buildOhifConfig(route, config, opts)), 'text/javascript; charset=utf-8', headers.script);
@@ -83,7 +96,7 @@ export function createStaticSite(route: RouteConfig, config: Config, deps: Stati
 
   const app = express();
   app.disable('x-powered-by');
-  app.disable('etag');
+  app.disable('etag'); // generated bodies carry precomputed ETags; files get send()'s
   app.use((req: Request, res: Response, next: NextFunction) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       next(new GatewayError('METHOD_NOT_ALLOWED', 'the viewer is read-only', { headers: { Allow: 'GET, HEAD' } }));
