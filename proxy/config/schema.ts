@@ -164,6 +164,11 @@ const Route = z.strictObject({
      * as Orthanc reads it) so the links point back through the gateway.
      */
     orthancLinks: z.boolean().default(false),
+    /**
+     * Rewrite includefield=a,b (what OHIF sends) into includefield=a&includefield=b, the only form
+     * Orthanc's DICOMweb plugin 1.7 understands (otherwise studies show "No Description").
+     */
+    splitIncludeField: z.boolean().default(false),
     /** Send X-Forwarded-User / X-Forwarded-Roles (set by the gateway; client copies are always dropped). */
     identity: z.boolean().default(false),
   }).prefault({}),

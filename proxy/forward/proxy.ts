@@ -37,6 +37,19 @@ type Tagged = http.IncomingMessage & { [EXCHANGE]?: Exchange; [TIMED_OUT]?: bool
 /** Header values must be visible ASCII; anything else (a user name with accents) is percent-encoded. */
 const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v));
 
+/** includefield=a,b → includefield=a&includefield=b; other parameters untouched. */
+export function splitIncludeField(query: string): string {
+  if (!query.includes(',') && !query.toLowerCase().includes('%2c')) return query;
+  return query.split('&').flatMap((pair) => {
+    const eq = pair.indexOf('=');
+    if (eq < 0 || pair.slice(0, eq).toLowerCase() !== 'includefield') return [pair];
+    const name = pair.slice(0, eq);
+    let value: string;
+    try { value = decodeURIComponent(pair.slice(eq + 1)); } catch { return [pair]; }
+    return value.split(',').map((f) => f.trim()).filter(Boolean).map((f) => `${name}=${encodeURIComponent(f)}`);
+  }).join('&');
+}
+
 const REFUSED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
 
 export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwarder {
@@ -99,7 +112,8 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     const req = ex.req as Tagged;
     const t = ex.target!;
     const path = route.stripPrefix ? stripRoutePrefix(t.path, route.path) : t.path;
-    req.url = t.query ? `${path}?${t.query}` : path;
+    const query = route.forward.splitIncludeField ? splitIncludeField(t.query) : t.query;
+    req.url = query ? `${path}?${query}` : path;
     const headers = req.headers;
     removeHopByHop(headers, upgrade);
     setForwardedHeaders(headers, forwardedFacts(req, deps.trust, deps.publicHost), style);

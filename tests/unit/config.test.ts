@@ -29,7 +29,7 @@ describe('valid configuration', () => {
     const [route] = c.routes;
     expect(route?.stripPrefix).toBe(true);
     expect(route?.timeout).toBe(60_000);
-    expect(route?.forward).toEqual({ authorization: false, gatewayCookies: false, identity: false, orthancLinks: false });
+    expect(route?.forward).toEqual({ authorization: false, gatewayCookies: false, identity: false, orthancLinks: false, splitIncludeField: false });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.routes[0])).toBe(true);
     expect(Object.isFrozen(c.server.timeouts)).toBe(true);

@@ -1,5 +1,6 @@
 import { GatewayError } from '../../proxy/errors.js';
 import { normaliseTarget, RouteTable, stripRoutePrefix } from '../../proxy/routing.js';
+import { splitIncludeField } from '../../proxy/forward/proxy.js';
 
 const HOST = 'gw.example:8080';
 
@@ -83,4 +84,17 @@ test('stripRoutePrefix', () => {
   expect(stripRoutePrefix('/pacs', '/pacs')).toBe('/');
   expect(stripRoutePrefix('/pacs/dicom-web/studies', '/pacs')).toBe('/dicom-web/studies');
   expect(stripRoutePrefix('/x/y', '/')).toBe('/x/y');
+});
+
+describe('splitIncludeField (Orthanc DICOMweb 1.7 reads only repeated includefield parameters)', () => {
+  test.each([
+    ['includefield=00081030,00080060', 'includefield=00081030&includefield=00080060'],
+    ['PatientName=DOE*&includefield=00081030%2C00080060&limit=25', 'PatientName=DOE*&includefield=00081030&includefield=00080060&limit=25'],
+    ['includefield=all', 'includefield=all'],
+    ['StudyDescription=a,b&includefield=00081030', 'StudyDescription=a,b&includefield=00081030'],
+    ['IncludeField=00100010, 00100020', 'IncludeField=00100010&IncludeField=00100020'],
+    ['', ''],
+  ])('%j → %j', (input, expected) => {
+    expect(splitIncludeField(input)).toBe(expected);
+  });
 });
