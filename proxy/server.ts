@@ -14,12 +14,33 @@ import type { Exchange } from './exchange.js';
 import type { Forwarder } from './forward/forwarder.js';
 import { compileTrust } from './forward/headers.js';
 import { createProxyForwarder, createUpstreamAgents } from './forward/proxy.js';
-import { createStaticSite } from './forward/static-site.js';
+import { createStaticSite, type StaticSiteOptions } from './forward/static-site.js';
 import { runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
 import { createLogger, redactQuery, type Logger } from './ops/log.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { defaultChallenge, runRoute, type CompiledRoute } from './pipeline.js';
 import { normaliseTarget, RouteTable } from './routing.js';
+
+/** OHIF's own OIDC client (code flow + PKCE in the browser), from identity.viewerClientId. */
+function viewerLogin(config: Config): StaticSiteOptions {
+  const identity = config.identity;
+  if (!identity?.viewerClientId) return {};
+  const issuerOrigin = new URL(identity.issuer).origin;
+  return {
+    oidc: [{
+      authority: identity.issuer,
+      client_id: identity.viewerClientId,
+      redirect_uri: '/callback',
+      response_type: 'code',
+      scope: 'openid profile email',
+      post_logout_redirect_uri: '/',
+      // JWT access tokens cannot be revoked at most IdPs (oidc-provider, Keycloak): OHIF's logout would hang.
+      revokeAccessTokenOnSignout: false,
+    }],
+    // The browser talks to the IdP for discovery and tokens; same-origin when the IdP sits behind /auth.
+    ...(issuerOrigin !== new URL(config.server.publicUrl).origin ? { connectSrc: [issuerOrigin] } : {}),
+  };
+}
 
 export interface GatewayOptions { readonly logger?: Logger; readonly metrics?: Metrics }
 
@@ -60,7 +81,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         log.warn({ route: name, kind }, 'upstream error');
       },
     })
-    : createStaticSite(route, config, { onError: fail });
+    : createStaticSite(route, config, { onError: fail }, viewerLogin(config));
 
   const identity = config.identity;
   const keySet: KeySet | undefined = identity ? createKeySet(identity, log, {

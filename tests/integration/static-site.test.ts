@@ -174,6 +174,29 @@ describe('app-config.js', () => {
     expect(sandbox.window.config.oidc).toBeUndefined();
   });
 
+  test('with identity.viewerClientId, OHIF gets its OIDC client (code flow, no token revocation)', async () => {
+    const withIdp = await startGateway(`
+server: { listen: 127.0.0.1:0, admin: false, publicUrl: 'http://pacs.example:8080' }
+identity: { issuer: 'http://pacs.example:8080/auth/realms/ohif', internalUrl: 'http://127.0.0.1:1/auth/realms/ohif', audience: [ohif-viewer], viewerClientId: ohif-viewer }
+routes:
+  - { name: dicomweb, path: /pacs, upstream: 'http://127.0.0.1:1', auth: [bearer], allow: { GET: [viewer] } }
+  - { name: viewer, path: /, static: ohif, auth: public }
+`);
+    try {
+      const r = await request(withIdp.url, '/app-config.js');
+      const sandbox = { window: {} as { config?: any }, document: { title: '' } };
+      vm.runInNewContext(r.text, sandbox);
+      expect(sandbox.window.config.oidc).toEqual([expect.objectContaining({
+        authority: 'http://pacs.example:8080/auth/realms/ohif', client_id: 'ohif-viewer', response_type: 'code',
+        redirect_uri: '/callback', revokeAccessTokenOnSignout: false,
+      })]);
+      // Same-origin IdP: no extra connect-src needed.
+      expect(String(r.headers['content-security-policy'])).toMatch(/connect-src 'self' data: blob:;/);
+    } finally {
+      await withIdp.stop();
+    }
+  });
+
   test('a hostile title stays a string: no markup, no statement break', async () => {
     const r = await get('/app-config.js');
     expect(r.text).not.toContain('</script>');
