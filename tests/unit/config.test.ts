@@ -1,4 +1,5 @@
 import { ConfigError, parseConfig, redactConfig } from '../../proxy/config/load.js';
+import { toInternal } from '../../proxy/identity/jwks.js';
 
 const MINIMAL = `
 routes:
@@ -129,4 +130,14 @@ test('redactConfig hides every secret', () => {
   expect(printed).not.toContain('s3cret-value');
   expect(printed).toContain('"password":"***"');
   expect(printed).toContain('"username":"gw"');
+});
+
+describe('toInternal rewrites IdP URLs from the public issuer to the internal base', () => {
+  test.each([
+    ['https://pacs.example/auth/realms/x/protocol/openid-connect/certs', 'https://pacs.example/auth/realms/x', 'http://keycloak:8080/auth/realms/x', 'http://keycloak:8080/auth/realms/x/protocol/openid-connect/certs'],
+    ['https://pacs.example/auth/realms/x/certs', 'https://pacs.example/auth/realms/x', undefined, 'https://pacs.example/auth/realms/x/certs'],
+    ['https://other.example/certs', 'https://pacs.example/auth/realms/x', 'http://keycloak:8080/auth/realms/x', 'https://other.example/certs'],
+  ])('%s', (url, issuer, internal, expected) => {
+    expect(toInternal(url, issuer, internal)).toBe(expected);
+  });
 });
