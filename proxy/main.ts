@@ -47,7 +47,8 @@ async function main(): Promise<number> {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), config.server.timeouts.shutdown + 5000);
     force.unref();
-    gateway.close().then(() => process.exit(0), () => process.exit(1));
+    const exit = (code: number) => log.flush(() => process.exit(code));
+    gateway.close().then(() => exit(0), () => exit(1));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

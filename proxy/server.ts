@@ -13,7 +13,7 @@ import { GatewayError, sendError, toGatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
 import type { Forwarder } from './forward/forwarder.js';
 import { compileTrust } from './forward/headers.js';
-import { createProxyForwarder, createUpstreamAgents } from './forward/proxy.js';
+import { createProxyForwarder, createUpstreamPools } from './forward/proxy.js';
 import { createStaticSite, type StaticSiteOptions } from './forward/static-site.js';
 import { runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
 import { createLogger, redactQuery, type Logger } from './ops/log.js';
@@ -62,7 +62,7 @@ const HEALTH_PATHS = new Set(['/healthz', '/readyz']);
 export function createGateway(config: Config, opts: GatewayOptions = {}): Gateway {
   const log = opts.logger ?? createLogger(config.server.logLevel);
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: true });
-  const agents = createUpstreamAgents();
+  const pools = createUpstreamPools();
   const trust = compileTrust(config.server.trustProxy);
   let shuttingDown = false;
 
@@ -75,7 +75,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
 
   const forwarderFor = (route: RouteConfig): Forwarder => route.upstream
     ? createProxyForwarder(route, {
-      trust, agents, publicHost: new URL(config.server.publicUrl).host, maxBodySize: config.server.limits.maxBodySize, onError: fail,
+      trust, pools, publicHost: new URL(config.server.publicUrl).host, maxBodySize: config.server.limits.maxBodySize, onError: fail,
       onUpstreamError: (name, kind) => {
         metrics.upstreamErrors.inc({ route: name, kind });
         log.warn({ route: name, kind }, 'upstream error');
@@ -120,16 +120,16 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
 
   function newExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {
     const ex: Exchange = { id: randomUUID(), req, res, startedAt: performance.now() };
-    const bytesBefore = req.socket.bytesWritten;
+    const socket = req.socket; // detached from req once the response is done
+    const bytesBefore = socket.bytesWritten;
     res.once('close', () => {
       const seconds = (performance.now() - ex.startedAt) / 1000;
       const route = ex.routeName ?? '-';
       const status = res.writableFinished ? res.statusCode : 499;
-      metrics.requests.inc({ route, method: req.method ?? '-', status });
-      metrics.duration.observe({ route }, seconds);
+      metrics.observeRequest(route, req.method ?? '-', status, seconds);
       log.info({
         reqId: ex.id, method: req.method, path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
-        route, status, ms: Math.round(seconds * 10000) / 10, bytes: req.socket.bytesWritten - bytesBefore,
+        route, status, ms: Math.round(seconds * 10000) / 10, bytes: socket.bytesWritten - bytesBefore,
         sub: ex.principal && ex.principal.via !== 'anonymous' ? ex.principal.subject : undefined,
         error: ex.errorCode, aborted: res.writableFinished ? undefined : true,
       }, 'request');
@@ -262,7 +262,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       server.closeAllConnections();
       if (admin) await new Promise<void>((ok) => { admin.close(() => ok()); admin.closeAllConnections(); });
       for (const r of routes) r.forwarder.close?.();
-      agents.destroy();
+      await pools.close();
       keySet?.close();
       log.info('stopped');
     },

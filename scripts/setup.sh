@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, skipping whatever is already there:
-# Debian packages (Orthanc + DICOMweb, Redis, Chromium, wrk, dcmtk), npm dependencies, the pinned OHIF build.
+# Debian packages (Orthanc + DICOMweb, Redis, Chromium, wrk, dcmtk, docker-compose to validate docker/), npm dependencies, the pinned OHIF build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(orthanc orthanc-dicomweb redis-server chromium wrk dcmtk)
+APT_PACKAGES=(orthanc orthanc-dicomweb redis-server chromium wrk dcmtk docker-compose)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

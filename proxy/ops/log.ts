@@ -3,8 +3,14 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  return pino({ level, base: { svc: 'pacs-gateway' }, timestamp: pino.stdTimeFunctions.isoTime }, destination ?? process.stdout);
+/**
+ * Logs to stdout asynchronously: lines written while a write is in flight are coalesced into the
+ * next one, so under load a line does not cost a write(2) of its own, and an idle gateway's lines
+ * still appear at once. pino flushes what is pending when the process exits.
+ */
+export function createLogger(level: string, destination?: NodeJS.WritableStream | ReturnType<typeof pino.destination>): Logger {
+  return pino({ level, base: { svc: 'pacs-gateway' }, timestamp: pino.stdTimeFunctions.isoTime },
+    destination ?? pino.destination({ dest: 1, sync: false }));
 }
 
 const SENSITIVE_QUERY = /^(access_token|token|id_token|refresh_token|code|state|password|key|api_key|share)$/i;

@@ -239,7 +239,7 @@ describe('upstream failures', () => {
 
   test('a client that goes away aborts the upstream request', async () => {
     const u = new URL(gw.url);
-    const before = echo.seen.filter((s) => s.url === '/stall' && s.aborted).length;
+    const before = echo.seen.filter((s) => s.url === '/raw/stall' && s.aborted).length;
     await new Promise<void>((resolve) => {
       const req = http.request({ host: u.hostname, port: u.port, path: '/raw/stall', agent: false });
       req.on('error', () => resolve());
