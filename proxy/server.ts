@@ -64,6 +64,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: true });
   const pools = createUpstreamPools();
   const trust = compileTrust(config.server.trustProxy);
+  const logRequests = log.isLevelEnabled('info');
   let shuttingDown = false;
 
   const fail = (ex: Exchange, err: GatewayError): void => {
@@ -127,7 +128,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       const route = ex.routeName ?? '-';
       const status = res.writableFinished ? res.statusCode : 499;
       metrics.observeRequest(route, req.method ?? '-', status, seconds);
-      log.info({
+      if (logRequests) log.info({
         reqId: ex.id, method: req.method, path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
         route, status, ms: Math.round(seconds * 10000) / 10, bytes: socket.bytesWritten - bytesBefore,
         sub: ex.principal && ex.principal.via !== 'anonymous' ? ex.principal.subject : undefined,

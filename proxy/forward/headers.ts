@@ -1,43 +1,31 @@
 // Header hygiene for forwarded requests: what the client may not send, and what the gateway sets.
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+// The upstream headers are built as a fresh object (copy what may pass, then add the gateway's):
+// deleting from Node's header object costs more than the whole copy on the hot path.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import proxyAddr from 'proxy-addr';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus ones a proxy must never pass on. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade', 'expect'];
-/** Headers the gateway sets itself; a client-sent copy is always dropped first. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade', 'expect', 'transfer-encoding'];
+/** Headers the gateway sets itself; a client-sent copy is always dropped. */
 export const GATEWAY_SET = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'forwarded', 'x-real-ip', 'x-forwarded-user', 'x-forwarded-roles', 'x-request-id'];
 /** Cookie names the gateway owns (sessions, login state); never shown to a backend unless asked. */
 export const GATEWAY_COOKIE = /^(__Host-)?pgw[._-]/;
 
-export function removeHopByHop(headers: IncomingHttpHeaders, keepUpgrade: boolean): void {
-  const connection = headers.connection;
-  if (connection) {
-    for (const name of connection.toLowerCase().split(',')) {
-      const n = name.trim();
-      if (n && !(keepUpgrade && n === 'upgrade')) delete headers[n];
-    }
-  }
-  for (const h of HOP_BY_HOP) {
-    if (keepUpgrade && (h === 'connection' || h === 'upgrade')) continue;
-    delete headers[h];
-  }
-}
+const NEVER_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_SET, 'host']);
 
-export function stripGatewayCookies(headers: IncomingHttpHeaders): void {
-  const cookie = headers.cookie;
-  if (!cookie || !cookie.includes('pgw')) return;
+export function withoutGatewayCookies(cookie: string): string | undefined {
+  if (!cookie.includes('pgw')) return cookie;
   const kept = cookie.split(';').filter((c) => !GATEWAY_COOKIE.test(c.trim()));
-  if (kept.length === 0) delete headers.cookie;
-  else headers.cookie = kept.join(';').trim();
+  return kept.length === 0 ? undefined : kept.join(';').trim();
 }
 
 export interface ForwardedFacts { readonly clientChain: readonly string[]; readonly proto: string; readonly host: string }
 
-export type TrustFn = (addr: string, i: number) => boolean;
+export type TrustFn = ((addr: string, i: number) => boolean) & { readonly none?: boolean };
 
 /** Compiles server.trustProxy: false trusts no hop, a number trusts that many hops, a list names them. */
 export function compileTrust(trust: false | number | readonly string[]): TrustFn {
-  if (trust === false || trust === 0) return () => false;
+  if (trust === false || trust === 0) return Object.assign(() => false, { none: true });
   if (typeof trust === 'number') return (_a, i) => i < trust;
   return proxyAddr.compile([...trust]);
 }
@@ -57,7 +45,7 @@ const firstValue = (v: string | string[] | undefined): string | undefined => {
  */
 export function forwardedFacts(req: IncomingMessage, trust: TrustFn, fallbackHost: string): ForwardedFacts {
   const peer = req.socket.remoteAddress ?? '';
-  const peerTrusted = trust(peer, 0);
+  const peerTrusted = !trust.none && trust(peer, 0);
   const chain = peerTrusted ? proxyAddr.all(req, trust) : [peer];
   const encrypted = 'encrypted' in req.socket && Boolean(req.socket.encrypted);
   const proto = (peerTrusted && firstValue(req.headers['x-forwarded-proto'])) || (encrypted ? 'https' : 'http');
@@ -69,23 +57,53 @@ export function forwardedFacts(req: IncomingMessage, trust: TrustFn, fallbackHos
 
 const quoteNode = (addr: string): string => (addr.includes(':') ? `"[${addr}]"` : addr);
 
-export interface ForwardedStyle {
+export interface UpstreamHeaderOptions {
   readonly prefix: string | undefined;
   /** Orthanc reads Forwarded's host verbatim (quotes included) and appends its own root to it. */
   readonly orthancLinks: boolean;
+  readonly forwardAuthorization: boolean;
+  readonly forwardGatewayCookies: boolean;
+  /** Keep Connection/Upgrade (WebSocket handshakes). */
+  readonly upgrade: boolean;
 }
 
-/** Replaces every forwarding header with the gateway's own, consistent view. */
-export function setForwardedHeaders(headers: IncomingHttpHeaders, facts: ForwardedFacts, style: ForwardedStyle): void {
-  const { prefix } = style;
-  for (const h of GATEWAY_SET) delete headers[h];
-  const client = facts.clientChain[facts.clientChain.length - 1] ?? '';
-  headers['x-forwarded-for'] = [...facts.clientChain].reverse().join(', ');
-  headers['x-forwarded-proto'] = facts.proto;
-  headers['x-forwarded-host'] = facts.host;
-  if (prefix) headers['x-forwarded-prefix'] = prefix;
-  headers['x-real-ip'] = client;
-  headers.forwarded = style.orthancLinks
-    ? `for=${quoteNode(client)};host=${facts.host}${prefix ?? ''};proto=${facts.proto}`
+/** The headers an upstream receives: the client's, minus what may not pass, plus the gateway's own view. */
+export function upstreamHeaders(src: IncomingHttpHeaders, facts: ForwardedFacts, opts: UpstreamHeaderOptions): OutgoingHttpHeaders {
+  const connection = src.connection;
+  // Headers named in Connection are hop-by-hop too; the common "keep-alive"/"close" name none.
+  const named = connection && !/^\s*(keep-alive|close)\s*$/i.test(connection)
+    ? new Set(connection.toLowerCase().split(',').map((n) => n.trim())) : undefined;
+  const out: OutgoingHttpHeaders = {};
+  for (const name in src) {
+    if (NEVER_FORWARDED.has(name) || (named && named.has(name))) continue;
+    if (name === 'authorization' && !opts.forwardAuthorization) continue;
+    if (name === 'cookie' && !opts.forwardGatewayCookies) {
+      const kept = withoutGatewayCookies(src.cookie as string);
+      if (kept !== undefined) out.cookie = kept;
+      continue;
+    }
+    out[name] = src[name];
+  }
+  if (opts.upgrade) {
+    out.connection = 'Upgrade';
+    if (src.upgrade) out.upgrade = src.upgrade;
+  }
+  const chain = facts.clientChain;
+  const client = chain[chain.length - 1] ?? '';
+  out['x-forwarded-for'] = chain.length === 1 ? client : [...chain].reverse().join(', ');
+  out['x-forwarded-proto'] = facts.proto;
+  out['x-forwarded-host'] = facts.host;
+  if (opts.prefix) out['x-forwarded-prefix'] = opts.prefix;
+  out['x-real-ip'] = client;
+  out.forwarded = opts.orthancLinks
+    ? `for=${quoteNode(client)};host=${facts.host}${opts.prefix ?? ''};proto=${facts.proto}`
     : `for=${quoteNode(client)};host="${facts.host}";proto=${facts.proto}`;
+  return out;
+}
+
+/** Removes hop-by-hop headers (and those named in Connection) from an upstream response, in place. */
+export function removeResponseHopByHop(h: Record<string, unknown>): void {
+  const named = h.connection;
+  if (typeof named === 'string') for (const n of named.split(',')) delete h[n.trim().toLowerCase()];
+  for (const n of HOP_BY_HOP) if (n in h) delete h[n];
 }

@@ -1,0 +1,207 @@
+// `npm run bench`: throughput and latency of the gateway against a plain Node proxy, plus the
+// gateway's memory during a large streamed download. Prints figures only — nothing here passes
+// or fails on timing, because a shared 2-core machine is too noisy for thresholds. Compare only
+// figures from one run (BENCH_ROUNDS=3 reports the median round of each cell).
+//
+// env: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 3), BENCH_CONNECTIONS (50),
+//      BENCH_ROUNDS (1), BENCH_BIG_MB (200), BENCH_BIG_RATE (curl --limit-rate, '50M'),
+//      BENCH_GATEWAY_LOG (log level of the main gateway row, 'info'),
+//      BENCH_RETRY_DISTURBED (0: re-measure cells disturbed by other processes up to N times).
+import {
+  PAYLOADS, checkTarget, describePlacement, disturbanceNote, ensureWrk, fmt, installCleanup, markdownTable,
+  measure, medianRun, pinSelf, placement, rssOf, runPinned, sampleRss, settings, startServer, toolVersions,
+} from './harness.mjs';
+
+const GATEWAY_LOG = process.env.BENCH_GATEWAY_LOG || 'info';
+
+const startUpstream = () => startServer('upstream', placement.upstream, 'upstream.mjs');
+const startBaseline = (up) => startServer('baseline', placement.proxy, 'baseline.mjs', [], { UPSTREAM_URL: up.info.url });
+const startGateway = (up, level, tokens = 0) => startServer(`gateway:${level}`, placement.proxy, 'gateway.mjs', [],
+  { UPSTREAM_URL: up.info.url, GATEWAY_LOG_LEVEL: level, BENCH_FRESH_TOKENS: String(tokens) });
+
+/**
+ * Each scenario owns a fresh server process (started, measured on every payload, stopped) so no
+ * run inherits another's heap or sockets. `target` gives wrk's URL and extras for one payload,
+ * or { na } when the scenario cannot run on this build.
+ */
+const SCENARIOS = [
+  {
+    id: 'direct', label: 'direct upstream (no proxy)',
+    start: async () => undefined,
+    target: (_srv, up, p) => ({ url: `${up.info.url}/${p.leaf}` }),
+  },
+  {
+    id: 'baseline', label: 'Node baseline (http + undici Pool)',
+    start: startBaseline,
+    target: (srv, _up, p) => ({ url: `${srv.info.url}/pub/${p.leaf}` }),
+  },
+  {
+    id: 'gateway', label: `gateway /pub public (log ${GATEWAY_LOG})`,
+    start: (up) => startGateway(up, GATEWAY_LOG),
+    target: (srv, _up, p) => ({ url: `${srv.info.url}/pub/${p.leaf}` }),
+  },
+  ...(GATEWAY_LOG === 'silent' ? [] : [{
+    // What the access log costs: the same gateway with logging off.
+    id: 'gateway-silent', label: 'gateway /pub public (log silent)',
+    start: (up) => startGateway(up, 'silent'),
+    target: (srv, _up, p) => ({ url: `${srv.info.url}/pub/${p.leaf}` }),
+  }]),
+  // Issue 3: bearer-protected route. bench/gateway.mjs says whether it can run (its extension point).
+  {
+    id: 'bearer-cached', label: `gateway /sec bearer, cached token (log ${GATEWAY_LOG})`,
+    start: (up) => startGateway(up, GATEWAY_LOG),
+    target: (srv, _up, p) => (srv.info.bearer?.cachedToken
+      ? { url: `${srv.info.url}/sec/${p.leaf}`, headers: { Authorization: `Bearer ${srv.info.bearer.cachedToken}` } }
+      : { na: srv.info.bearer?.unavailable ?? 'not yet implemented' }),
+  },
+  {
+    id: 'bearer-fresh', label: `gateway /sec bearer, fresh token per request (log ${GATEWAY_LOG})`,
+    start: (up) => startGateway(up, GATEWAY_LOG, Number(process.env.BENCH_FRESH_TOKENS ?? 150_000)),
+    target: (srv, _up, p) => (srv.info.bearer?.tokensFile
+      ? { url: `${srv.info.url}/sec/${p.leaf}`, tokensFile: srv.info.bearer.tokensFile, headers: {} }
+      : { na: srv.info.bearer?.unavailable ?? 'not yet implemented' }),
+  },
+];
+
+/** Starts a server only to ask whether a scenario can run, so n/a costs no load time. */
+async function scenarioAvailable(s, up) {
+  if (!s.id.startsWith('bearer')) return { ok: true };
+  const srv = await s.start(up);
+  try {
+    const t = s.target(srv, up, PAYLOADS[0]);
+    return t.na ? { ok: false, na: t.na } : { ok: true };
+  } finally { await srv.stop(); }
+}
+
+async function throughput(up) {
+  const results = new Map(); // `${scenario}|${payload}` → runs
+  const na = new Map(); // scenario → reason
+  const runnable = [];
+  for (const s of SCENARIOS) {
+    const a = await scenarioAvailable(s, up);
+    if (a.ok) runnable.push(s); else na.set(s.id, a.na);
+  }
+  const seconds = runnable.length * PAYLOADS.length * (settings.warmup + settings.duration) * settings.rounds;
+  process.stderr.write(`throughput: ${runnable.length} scenarios × ${PAYLOADS.length} payloads × ${settings.rounds} round(s), ~${Math.round(seconds)} s of load\n`);
+
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const s of runnable) {
+      const srv = await s.start(up);
+      try {
+        for (const p of PAYLOADS) {
+          const t = s.target(srv, up, p);
+          process.stderr.write(`  [${round}/${settings.rounds}] ${s.label} · ${p.label} …`);
+          const r = await measure(t.url, p.bytes, t);
+          process.stderr.write(` ${fmt.int(r.rps)} req/s\n`);
+          const key = `${s.id}|${p.id}`;
+          results.set(key, [...(results.get(key) ?? []), r]);
+        }
+      } finally { await srv?.stop(); }
+    }
+  }
+  return { results, na };
+}
+
+function throughputTable({ results, na }) {
+  const cell = (sid, pid) => medianRun(results.get(`${sid}|${pid}`) ?? []);
+  const rows = [];
+  for (const s of SCENARIOS) {
+    for (const p of PAYLOADS) {
+      if (na.has(s.id)) {
+        rows.push([s.label, p.label, 'n/a', 'n/a', 'n/a', 'n/a', '–', '–', '–', '–']);
+        continue;
+      }
+      const r = cell(s.id, p.id);
+      const base = cell('baseline', p.id);
+      rows.push([
+        s.label, p.label, fmt.int(r.rps), fmt.ms(r.p50), fmt.ms(r.p99), fmt.ratio(r.rps / base.rps),
+        fmt.pct(r.cpuLoad), fmt.pct(r.cpuProxy), fmt.pct(r.foreign), String(r.errors),
+      ]);
+    }
+  }
+  const table = markdownTable(
+    ['scenario', 'payload', 'req/s:', 'p50 ms:', 'p99 ms:', 'vs baseline:', `core ${placement.load} %:`, `core ${placement.proxy} %:`, 'other %:', 'errors:'],
+    rows,
+  );
+
+  const ratioLine = (what, num, den, target) => PAYLOADS.map((p) => {
+    if (na.has(num) || na.has(den)) return `- ${what}, ${p.label}: n/a (${na.get(num) ?? na.get(den)})`;
+    const x = cell(num, p.id).rps / cell(den, p.id).rps;
+    return `- ${what}, ${p.label}: **${fmt.ratio(x)}** (target ≥ ${target.toFixed(2)}×${x >= target ? '' : ', below target'})`;
+  }).join('\n');
+  const targets = [
+    ratioLine('gateway public ÷ Node baseline', 'gateway', 'baseline', 0.85),
+    ratioLine('cached bearer ÷ gateway public', 'bearer-cached', 'gateway', 0.9),
+  ].join('\n');
+  return `${table}\n\nTarget ratios (req/s, informative only):\n${targets}\n\n${disturbanceNote([...results.values()].flat())}`;
+}
+
+/**
+ * Peak RSS while a large body streams through a proxy to a client slower than the upstream:
+ * if backpressure were lost somewhere, the difference would pile up in the proxy's memory.
+ */
+async function bigTransfer(up, name, start) {
+  const srv = await start(up);
+  try {
+    // Warm the route (JIT, agent sockets, metrics) so the delta is the transfer's, not start-up's.
+    for (let i = 0; i < 50; i++) await checkTarget(`${srv.info.url}/pub/json`, PAYLOADS[0].bytes);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = rssOf(srv.pid);
+    const sampler = sampleRss(srv.pid, 50);
+    const { stdout } = await runPinned(placement.load, 'curl', [
+      '-sS', '-o', '/dev/null', '--limit-rate', settings.bigRate,
+      '-w', '%{http_code} %{size_download} %{time_total}', `${srv.info.url}/pub/big?bytes=${settings.bigBytes}`,
+    ]);
+    const { peak, samples } = sampler.stop();
+    const [status, size, secs] = stdout.trim().split(' ').map(Number);
+    if (status !== 200 || size !== settings.bigBytes) throw new Error(`${name}: big transfer got ${status} with ${size} bytes`);
+    return [name, `${fmt.mb(size)} MB in ${secs.toFixed(1)} s (${fmt.mb(size / secs)} MB/s)`, fmt.mb(before), fmt.mb(peak), fmt.mb(peak - before), String(samples)];
+  } finally { await srv.stop(); }
+}
+
+async function main() {
+  installCleanup();
+  ensureWrk();
+  pinSelf();
+  const started = Date.now();
+  const up = await startUpstream();
+  try {
+    for (const p of PAYLOADS) await checkTarget(`${up.info.url}/${p.leaf}`, p.bytes);
+    const tp = await throughput(up);
+    process.stderr.write(`memory: ${fmt.mb(settings.bigBytes)} MB through each proxy at ${settings.bigRate}B/s …\n`);
+    const memRows = [
+      await bigTransfer(up, `gateway (log ${GATEWAY_LOG})`, (u) => startGateway(u, GATEWAY_LOG)),
+      await bigTransfer(up, 'Node baseline', startBaseline),
+    ];
+
+    const out = [
+      '',
+      `## pacs-gateway benchmark — ${new Date().toISOString()}`,
+      '',
+      `${toolVersions()}; ${describePlacement()}.`,
+      `wrk: 1 thread, ${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured per cell, ${settings.rounds} round(s)${settings.rounds > 1 ? ' (median round shown)' : ''}.`,
+      `Gateway: dist/ build, route /pub → upstream (public, prefix stripped), admin listener off; access log: ${GATEWAY_LOG === 'silent' ? 'off' : `'${GATEWAY_LOG}' JSON lines → /dev/null (sync)`}.`,
+      '',
+      '### Throughput and latency',
+      '',
+      throughputTable(tp),
+      '',
+      `core ${placement.load} % / core ${placement.proxy} %: busy share of each core during the measured run (core ${placement.proxy} near 100 % = the proxy is the bottleneck).`,
+      'other %: CPU used by processes outside the benchmark during the measured run, in % of one core — a row with more than ~10 was disturbed; rerun before trusting it.',
+      'errors: wrk socket errors + non-2xx answers.',
+      '',
+      `### Memory: ${fmt.mb(settings.bigBytes)} MB streamed download, client limited to ${settings.bigRate}B/s`,
+      '',
+      markdownTable(['proxy', 'transfer', 'RSS before MB:', 'RSS peak MB:', 'peak delta MB:', 'samples:'], memRows),
+      '',
+      `RSS = VmRSS from /proc/<pid>/status, polled every 50 ms during the transfer. Total time ${Math.round((Date.now() - started) / 1000)} s.`,
+      '',
+    ];
+    process.stdout.write(out.join('\n'));
+  } finally { await up.stop(); }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
