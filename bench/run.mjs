@@ -180,7 +180,7 @@ async function main() {
       '',
       `${toolVersions()}; ${describePlacement()}.`,
       `wrk: 1 thread, ${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured per cell, ${settings.rounds} round(s)${settings.rounds > 1 ? ' (median round shown)' : ''}.`,
-      `Gateway: dist/ build, route /pub → upstream (public, prefix stripped), admin listener off; access log: ${GATEWAY_LOG === 'silent' ? 'off' : `'${GATEWAY_LOG}' JSON lines → /dev/null (sync)`}.`,
+      `Gateway: dist/ build, route /pub → upstream (public, prefix stripped), admin listener off; access log: ${GATEWAY_LOG === 'silent' ? 'off' : `'${GATEWAY_LOG}' JSON lines → /dev/null (4 KB buffered async writes, as in production)`}.`,
       '',
       '### Throughput and latency',
       '',
