@@ -101,6 +101,9 @@ function orthancConfig(dir: string, httpPort: number, dicomPort: number, passwor
     RemoteAccessAllowed: false,
     AuthenticationEnabled: true,
     RegisteredUsers: { [USERNAME]: password },
+    // The DICOM listener cannot be bound to loopback either, and would accept C-STORE from any
+    // host: nothing here needs it.
+    DicomServerEnabled: false,
     // Keep answers byte-for-byte predictable for tests that compare payloads.
     HttpCompressionEnabled: false,
     StorageCompression: false,

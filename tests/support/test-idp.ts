@@ -20,12 +20,20 @@
  * which `getResourceServerInfo` resolves to that token's resource server (audience, alg, TTL) and
  * `extraTokenClaims` resolves to its Keycloak claims. The nonce never appears in a token.
  *
+ * Browsers: with `users` the interaction route shows a real (minimal) login form — username and
+ * password, checked here — and logs the user in with their roles; `browserClient()` gives the client
+ * metadata of a public browser app such as OHIF (code flow + PKCE, refresh tokens). With `issuerUrl`
+ * the IdP can sit behind a reverse proxy that forwards a path unchanged (the gateway's /auth route):
+ * it listens on its own port under that URL's path and always advertises the public URLs, as
+ * Keycloak does with a configured hostname; `internalUrl` is the same issuer on the IdP's own port.
+ * A development and test tool only: accounts and sessions live in memory, passwords in clear.
+ *
  * Key rotation: oidc-provider reads `jwks` once, at construction. The provider is therefore mounted
  * behind our own `node:http` server (which also counts JWKS fetches and simulates outages) and
  * REBUILT with a new key set on `rotateKeys()` / `dropOldKeys()`, keeping the same port, issuer,
  * cookie keys and storage (sessions, grants and refresh tokens survive a rotation).
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -44,6 +52,12 @@ export interface StartTestIdpOptions {
   accessTokenTtl?: number;
   /** Path of the issuer, e.g. '/auth/realms/ohif' or '/realms/ohif'. Default '' (issuer = origin). */
   issuerPath?: string;
+  /**
+   * The issuer as users see it through a reverse proxy that keeps the path, e.g.
+   * 'http://127.0.0.1:8080/auth/realms/demo'. Replaces issuerPath (its path is used). Discovery,
+   * endpoints and `iss` then name this URL however the IdP is reached.
+   */
+  issuerUrl?: string;
   /** Default `aud` of access tokens. Default 'pacs'. */
   defaultAudience?: string;
   /** Default client id (`azp`). Default 'ohif'. Any client id is accepted by the provider. */
@@ -52,10 +66,28 @@ export interface StartTestIdpOptions {
   clients?: Record<string, Record<string, unknown>>;
   /**
    * User logged in automatically when an authorization request does not come from issue*() (e.g. a
-   * browser driven by OHIF). Without it such requests get 400: this IdP has no login form.
+   * browser driven by OHIF) and no `users` are given. Without either, such requests get 400.
    */
   defaultUser?: IssueOptions;
+  /** Accounts for the browser login form. Without them browsers get defaultUser or a 400. */
+  users?: readonly TestUser[];
 }
+
+export interface TestUser {
+  username: string;
+  password: string;
+  realmRoles: string[];
+  name?: string;
+  email?: string;
+}
+
+/** The demo's accounts (`npm run demo`, tests/e2e/ohif-login.test.ts): password = username. */
+export const DEMO_USERS: readonly TestUser[] = [
+  { username: 'alice', password: 'alice', realmRoles: ['viewer'], name: 'Alice Viewer' },
+  { username: 'bob', password: 'bob', realmRoles: ['viewer', 'uploader'], name: 'Bob Uploader' },
+  { username: 'admin', password: 'admin', realmRoles: ['viewer', 'uploader', 'admin'], name: 'Ada Admin' },
+  { username: 'carol', password: 'carol', realmRoles: [], name: 'Carol Noroles' },
+];
 
 export interface IssueOptions {
   /** Subject. Default: a random UUID (as Keycloak). */
@@ -106,8 +138,10 @@ export interface TokenSet {
 }
 
 export interface TestIdp {
-  /** http://127.0.0.1:PORT[issuerPath] */
+  /** http://127.0.0.1:PORT[issuerPath], or issuerUrl */
   readonly issuer: string;
+  /** The issuer on the IdP's own port (http://127.0.0.1:PORT<issuer path>); equals issuer without issuerUrl. */
+  readonly internalUrl: string;
   readonly origin: string;
   readonly port: number;
   readonly jwksUri: string;
@@ -165,6 +199,7 @@ const TOKEN_RESOURCE_PREFIX = 'urn:test-idp:token:';
 const DEFAULT_RESOURCE = 'urn:test-idp:default';
 const DEFAULT_SCOPE = 'openid profile email';
 const INTERNAL_HEADER = 'x-test-idp-internal';
+const MAX_FORM_BYTES = 8 * 1024;
 
 // Keycloak's endpoint layout under the realm (issuer) path.
 const ROUTES = {
@@ -338,6 +373,76 @@ function basicAuth(clientId: string, secret: string): string {
 
 class IdpRequestError extends Error {}
 
+/** Client metadata for a public browser app such as OHIF at `appUrl`: code flow + PKCE, refresh tokens, no secret. */
+export function browserClient(appUrl: string): Record<string, unknown> {
+  const base = appUrl.replace(/\/+$/, '');
+  return {
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: [`${base}/callback`, `${base}/silent-refresh.html`],
+    post_logout_redirect_uris: [`${base}/`],
+  };
+}
+
+function stableSub(username: string): string {
+  const h = createHash('sha256').update(`test-idp:${username}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+function samePassword(given: string, expected: string): boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** The urlencoded body, or undefined when it is larger than a login form can be. */
+async function readForm(req: http.IncomingMessage): Promise<URLSearchParams | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_FORM_BYTES) return undefined;
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+const escapeHtml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function loginPage(action: string, clientId: string, username = '', error?: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign in — development IdP</title>
+<style>body{font:16px system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem}label,input,button{display:block;width:100%;box-sizing:border-box}input{margin:.25rem 0 1rem;padding:.5rem}button{padding:.6rem}.error{color:#b00020}small{color:#666}</style>
+</head><body>
+<h1>Sign in</h1>
+<p>to <strong>${escapeHtml(clientId)}</strong></p>
+${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="${escapeHtml(action)}">
+<label for="username">Username</label><input id="username" name="username" autocomplete="username" value="${escapeHtml(username)}" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+<p><small>Development identity provider (oidc-provider) — for demos and tests only.</small></p>
+</body></html>`;
+}
+
+function sendHtml(res: http.ServerResponse, status: number, html: string): void {
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+    'referrer-policy': 'no-referrer',
+  });
+  res.end(html);
+}
+
+function sendText(res: http.ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(text);
+}
+
 export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<TestIdp> {
   const Provider = await loadProvider();
 
@@ -347,7 +452,11 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
   }
   const defaultAlg = algs[0]!;
   const accessTokenTtl = opts.accessTokenTtl ?? 300;
-  let issuerPath = opts.issuerPath ?? '';
+  const publicIssuer = opts.issuerUrl === undefined ? undefined : new URL(opts.issuerUrl);
+  if (publicIssuer && (!/^https?:$/.test(publicIssuer.protocol) || publicIssuer.search || publicIssuer.hash)) {
+    throw new Error(`test IdP: issuerUrl must be an http(s) URL without query or fragment, got ${opts.issuerUrl}`);
+  }
+  let issuerPath = publicIssuer?.pathname ?? opts.issuerPath ?? '';
   if (issuerPath && !issuerPath.startsWith('/')) issuerPath = `/${issuerPath}`;
   issuerPath = issuerPath.replace(/\/+$/, '');
   const defaultAudience = opts.defaultAudience ?? 'pacs';
@@ -369,6 +478,8 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
   const clientLocks = new Map<string, Promise<void>>();
 
   const defaultUserProfile = opts.defaultUser ? makeProfile(opts.defaultUser) : undefined;
+  // A stable subject per account, so a user is the same `sub` across logins and IdP restarts.
+  const users = new Map((opts.users ?? []).map((u) => [u.username, { ...u, sub: stableSub(u.username) }]));
 
   // Counters / outage simulation.
   let jwksFetches = 0;
@@ -386,7 +497,11 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
   });
   const port = (server.address() as AddressInfo).port;
   const origin = `http://127.0.0.1:${port}`;
-  const issuer = `${origin}${issuerPath}`;
+  const internalUrl = `${origin}${issuerPath}`;
+  const issuer = publicIssuer ? `${publicIssuer.origin}${issuerPath}` : internalUrl;
+  const advertised = new URL(issuer);
+  // issue*() talks to the IdP's own port: it must work before (and without) any proxy in front.
+  const direct = (url: string) => (url.startsWith(issuer) ? internalUrl + url.slice(issuer.length) : url);
   const redirectUri = `${origin}/test-idp/callback`;
   const jwksUri = `${issuer}${ROUTES.jwks}`;
   const discoveryUrl = `${issuer}/.well-known/openid-configuration`;
@@ -435,7 +550,7 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
   }
 
   function clientMetadata(clientId: string): Record<string, unknown> {
-    return {
+    const meta: Record<string, unknown> = {
       client_id: clientId,
       client_secret: clientSecret,
       grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
@@ -445,7 +560,13 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
       id_token_signed_response_alg: idTokenAlgByClient.get(clientId) ?? defaultAlg,
       ...opts.clients?.[clientId],
     };
+    // issue*() acts as any client, so its own (never served) callback is always registered.
+    meta.redirect_uris = [...new Set([redirectUri, ...asStringList(meta.redirect_uris)])];
+    if (isPublic(clientId)) delete meta.client_secret;
+    return meta;
   }
+
+  const isPublic = (clientId: string) => opts.clients?.[clientId]?.token_endpoint_auth_method === 'none';
 
   const Adapter = makeAdapterClass(new Storage(), clientMetadata);
 
@@ -595,6 +716,9 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
 
   function buildProvider(): { provider: Provider; handle: (req: http.IncomingMessage, res: http.ServerResponse) => unknown } {
     const provider = new Provider(issuer, buildConfiguration());
+    // Endpoint URLs come from the request's host and protocol; the request handler sets them to the
+    // public issuer's through X-Forwarded-*, which this makes the provider read.
+    provider.proxy = true;
     provider.on('server_error', (_ctx: unknown, err: unknown) => {
       lastServerError = err;
     });
@@ -603,21 +727,34 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
 
   let mounted = buildProvider();
 
-  async function handleInteraction(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async function handleInteraction(req: http.IncomingMessage, res: http.ServerResponse, uid: string): Promise<void> {
     const { provider } = mounted;
     const details: InteractionDetails = await provider.interactionDetails(req, res);
-    const params = details.params;
-    const clientId = String(params.client_id);
-    const requested = asStringList(params.resource);
-    const resources = requested.length ? requested : [DEFAULT_RESOURCE];
-    const profile = resources.map(profileForResource).find((p) => p !== undefined) ?? defaultUserProfile;
-    if (!profile) {
-      res.writeHead(400, { 'content-type': 'text/plain' });
-      res.end('test IdP: no login form; use issueTokens() or start the IdP with defaultUser');
+    // The interaction cookie (SameSite=Lax) names the uid: a form posted from elsewhere has neither.
+    if (details.uid !== uid) {
+      sendText(res, 400, 'test IdP: this login page belongs to another sign-in attempt; start again');
       return;
     }
+    const requested = asStringList(details.params.resource);
+    const resources = requested.length ? requested : [DEFAULT_RESOURCE];
+    const scripted = resources.map(profileForResource).find((p) => p !== undefined);
+    if (scripted) return finishInteraction(req, res, details, resources, scripted);
+    if (users.size > 0) return loginForm(req, res, details, resources);
+    if (defaultUserProfile) return finishInteraction(req, res, details, resources, defaultUserProfile);
+    sendText(res, 400, 'test IdP: no login form; use issueTokens() or start the IdP with users or defaultUser');
+  }
+
+  async function finishInteraction(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    details: InteractionDetails,
+    resources: string[],
+    profile: CallProfile,
+  ): Promise<void> {
+    const { provider } = mounted;
+    const params = details.params;
     const scope = typeof params.scope === 'string' ? params.scope : profile.scope;
-    const grant = new provider.Grant({ accountId: profile.sub, clientId });
+    const grant = new provider.Grant({ accountId: profile.sub, clientId: String(params.client_id) });
     grant.addOIDCScope(scope);
     for (const resource of resources) grant.addResourceScope(resource, scope);
     const grantId = await grant.save();
@@ -629,6 +766,34 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
       { login: { accountId: profile.sub }, consent: { grantId } },
       { mergeWithLastSubmission: false },
     );
+  }
+
+  /** GET: the form. POST: check the password; the user with their roles, or the form again with an error. */
+  async function loginForm(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    details: InteractionDetails,
+    resources: string[],
+  ): Promise<void> {
+    const clientId = String(details.params.client_id);
+    const action = `${interactionPrefix}${details.uid}`;
+    if (req.method !== 'POST') {
+      sendHtml(res, 200, loginPage(action, clientId));
+      return;
+    }
+    const form = await readForm(req);
+    if (!form) {
+      sendText(res, 413, 'test IdP: form too large');
+      return;
+    }
+    const username = form.get('username') ?? '';
+    const user = users.get(username);
+    if (!user || !samePassword(form.get('password') ?? '', user.password)) {
+      sendHtml(res, 200, loginPage(action, clientId, username, 'Invalid username or password.'));
+      return;
+    }
+    const profile = makeProfile({ sub: user.sub, username, realmRoles: user.realmRoles, name: user.name, email: user.email, clientId });
+    await finishInteraction(req, res, details, resources, profile);
   }
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -652,12 +817,15 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
       res.end('not found');
       return;
     }
+    // Whoever asks (a browser through the proxy, the gateway directly), the documents name the public issuer.
+    req.headers['x-forwarded-host'] = advertised.host;
+    req.headers['x-forwarded-proto'] = advertised.protocol.slice(0, -1);
     // Mount like express does: originalUrl keeps the prefix, url is relative to the mount point.
     const mountedReq = req as http.IncomingMessage & { originalUrl?: string };
     mountedReq.originalUrl = req.url;
     req.url = (req.url ?? '/').slice(issuerPath.length) || '/';
     if (path.startsWith(interactionPrefix)) {
-      handleInteraction(req, res).catch((err: unknown) => {
+      handleInteraction(req, res, path.slice(interactionPrefix.length)).catch((err: unknown) => {
         lastServerError = err;
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
         res.end(`test IdP interaction failed: ${String(err)}`);
@@ -675,7 +843,7 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
     if (init.cookies?.size) {
       headers.set('cookie', [...init.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
     }
-    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    const res = await fetch(direct(url), { ...init, headers, redirect: 'manual' });
     if (init.cookies) {
       for (const c of res.headers.getSetCookie()) {
         const [pair] = c.split(';');
@@ -693,11 +861,11 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
     const res = await internalFetch(tokenEndpoint, {
       method: 'POST',
       headers: {
-        authorization: basicAuth(clientId, clientSecret),
+        ...(isPublic(clientId) ? {} : { authorization: basicAuth(clientId, clientSecret) }),
         'content-type': 'application/x-www-form-urlencoded',
         accept: 'application/json',
       },
-      body: new URLSearchParams(body).toString(),
+      body: new URLSearchParams(isPublic(clientId) ? { ...body, client_id: clientId } : body).toString(),
     });
     const text = await res.text();
     if (res.status !== 200) {
@@ -804,6 +972,7 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
 
   const idp: TestIdp = {
     issuer,
+    internalUrl,
     origin,
     port,
     jwksUri,
