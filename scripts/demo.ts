@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDemoData } from '../tests/support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../tests/support/orthanc.js';
+import { routesEnv } from '../tests/support/stack-env.js';
 import { browserClient, DEMO_USERS, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -138,15 +139,7 @@ async function main(): Promise<void> {
   });
 
   gateway = startGateway({
-    GATEWAY_LISTEN: `${HOST}:${port}`,
-    PUBLIC_URL: publicUrl,
-    GATEWAY_ADMIN_LISTEN: `${HOST}:${adminPort}`,
-    ORTHANC_URL: orthanc.url,
-    ORTHANC_USER: orthanc.username,
-    ORTHANC_PASSWORD: orthanc.password,
-    OIDC_ISSUER: idp.issuer,
-    OIDC_INTERNAL_URL: idp.internalUrl,
-    OIDC_UPSTREAM: new URL(idp.internalUrl).origin,
+    ...routesEnv({ listen: `${HOST}:${port}`, publicUrl, adminListen: `${HOST}:${adminPort}`, orthanc, idp }),
     OHIF_CLIENT_ID: OHIF_CLIENT,
   });
   await waitUntilReady(gateway);
