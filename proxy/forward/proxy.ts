@@ -161,6 +161,7 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
           deps.onUpstreamError(route.name, 'auth');
         }
         up['x-content-type-options'] ??= 'nosniff';
+        up['x-request-id'] = ex.id;
         res.writeHead(statusCode, up as http.OutgoingHttpHeaders);
         return res;
       }, (err) => { if (err) fail(ex, err); });

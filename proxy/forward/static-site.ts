@@ -144,6 +144,7 @@ export function createStaticSite(route: RouteConfig, config: Config, deps: Stati
       const t = ex.target!;
       const req = ex.req as Tagged;
       req[EXCHANGE] = ex;
+      ex.res.setHeader('X-Request-Id', ex.id);
       req.url = t.query ? `${t.path}?${t.query}` : t.path;
       handle(req, ex.res, (err) => deps.onError(ex, err ? toGatewayError(err) : new GatewayError('NO_ROUTE', 'no such file in the viewer')));
     },
