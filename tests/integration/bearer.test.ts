@@ -294,6 +294,20 @@ describe('CORS', () => {
   });
 });
 
+test('the algorithm allow-list refuses a validly signed token in an algorithm not listed', async () => {
+  const strict = await startGateway(config(idp.issuer, echo.url, 'algorithms: [RS256]'));
+  try {
+    await waitReady(strict);
+    const ok = await request(strict.url, '/pacs/x', { headers: { authorization: `Bearer ${await viewerToken({ alg: 'RS256' })}` } });
+    expect(ok.status).toBe(200);
+    const r = await request(strict.url, '/pacs/x', { headers: { authorization: `Bearer ${await viewerToken({ alg: 'ES256' })}` } });
+    expectChallenge(r, 401, 'invalid_token');
+    expect(r.headers['www-authenticate']).toContain('algorithm not allowed');
+  } finally {
+    await strict.stop();
+  }
+});
+
 test('no token ever reaches the logs', async () => {
   const token = await viewerToken();
   await get('/pacs/x', token);
