@@ -6,8 +6,8 @@ import type { Duplex } from 'node:stream';
 import { allowAll } from './access/decision.js';
 import { createCors } from './access/cors.js';
 import { createRoleAuthorizer } from './access/roles.js';
-import { createBearerAuthenticator, createTokenVerifier } from './identity/bearer.js';
-import { createKeySet, type KeySet } from './identity/jwks.js';
+import { createBearerAuthenticator } from './identity/bearer.js';
+import { createIssuer } from './identity/issuer.js';
 import type { Config, RouteConfig } from './config/schema.js';
 import { GatewayError, sendError, toGatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
@@ -16,6 +16,7 @@ import { compileTrust } from './forward/headers.js';
 import { createProxyForwarder, createUpstreamPools } from './forward/proxy.js';
 import { createStaticSite, type StaticSiteOptions } from './forward/static-site.js';
 import { runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
+import { createAdminServer } from './ops/admin.js';
 import { createLogger, redactQuery, type Logger } from './ops/log.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { defaultChallenge, runRoute, type CompiledRoute } from './pipeline.js';
@@ -85,21 +86,13 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     : createStaticSite(route, config, { onError: fail }, viewerLogin(config));
 
   const identity = config.identity;
-  const keySet: KeySet | undefined = identity ? createKeySet(identity, log, {
-    onFetch: (result) => {
-      metrics.jwksFetches.inc({ result });
-      metrics.jwksStale.set(keySet?.status().stale ? 1 : 0);
-    },
-  }) : undefined;
-  const verifier = identity && keySet
-    ? createTokenVerifier(identity, keySet, { onCache: (hit) => metrics.tokenCache.inc({ result: hit ? 'hit' : 'miss' }) })
-    : undefined;
+  const issuer = identity ? createIssuer(identity, log, metrics) : undefined;
 
   const compile = (route: RouteConfig): CompiledRoute => {
     const base = { path: route.path, name: route.name, config: route, forwarder: forwarderFor(route), cors: route.cors ? createCors(route.cors) : undefined };
     if (route.auth === 'public') return { ...base, authenticators: [], authorizer: allowAll, challenge: defaultChallenge };
     // The schema guarantees identity and allow rules for every authenticated route.
-    const bearer = createBearerAuthenticator(verifier!, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize });
+    const bearer = createBearerAuthenticator(issuer!.verifier, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize });
     return { ...base, authenticators: [bearer], authorizer: createRoleAuthorizer(route.allow!, identity!.realm), challenge: bearer.challenge };
   };
   const routes: CompiledRoute[] = config.routes.map(compile);
@@ -107,16 +100,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
 
   const readinessChecks: ReadinessCheck[] = [...new Set(config.routes.flatMap((r) => (r.upstream ? [new URL(r.upstream).origin] : [])))]
     .map((origin) => upstreamReachable(`upstream ${origin}`, origin));
-  if (keySet) {
-    // Keys held count as ready even while refreshes fail (stale-if-error); no keys at all does not.
-    readinessChecks.push({
-      name: 'identity',
-      check: async () => {
-        const s = keySet.status();
-        return { ok: s.keys > 0, detail: s.keys === 0 ? `no keys yet${s.lastError ? `: ${s.lastError}` : ''}` : s.stale ? `${s.keys} keys held, stale: ${s.lastError}` : `${s.keys} keys` };
-      },
-    });
-  }
+  if (issuer) readinessChecks.push(issuer.readiness);
   const readiness = () => runChecks(readinessChecks);
 
   function newExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {
@@ -210,30 +194,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     } else socket.destroy();
   });
 
-  const admin = config.server.admin === false ? undefined : http.createServer(async (req, res) => {
-    try {
-      if (req.url === '/metrics') {
-        const body = await metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(body);
-      } else if (req.url === '/readyz') {
-        const r = await readiness();
-        const ready = r.ready && !shuttingDown;
-        res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: ready ? 'ready' : 'unavailable', shuttingDown, ...r }));
-      } else if (req.url === '/healthz') {
-        res.writeHead(shuttingDown ? 503 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: shuttingDown ? 'unavailable' : 'alive' }));
-      } else {
-        res.writeHead(404, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: 'NO_ROUTE', status: 404 }));
-      }
-    } catch (err) {
-      log.error({ err }, 'admin endpoint failed');
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    }
-  });
+  const admin = config.server.admin === false ? undefined
+    : createAdminServer({ metrics, readiness, shuttingDown: () => shuttingDown, log });
 
   const listenOn = (srv: http.Server, host: string, port: number) => new Promise<string>((ok, ko) => {
     srv.once('error', ko);
@@ -247,7 +209,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   return {
     config, server, admin, metrics, routes, readiness,
     async listen() {
-      keySet?.start();
+      issuer?.keySet.start();
       const url = await listenOn(server, config.server.listen.host, config.server.listen.port);
       const adminCfg = config.server.admin;
       const adminUrl = admin && adminCfg ? await listenOn(admin, adminCfg.listen.host, adminCfg.listen.port) : undefined;
@@ -265,7 +227,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       if (admin) await new Promise<void>((ok) => { admin.close(() => ok()); admin.closeAllConnections(); });
       for (const r of routes) r.forwarder.close?.();
       await pools.close();
-      keySet?.close();
+      issuer?.keySet.close();
       log.info('stopped');
     },
   };
