@@ -21,9 +21,11 @@ export interface CompiledRoute {
 
 export const defaultChallenge = (): GatewayError => new GatewayError('UNAUTHENTICATED', 'this route requires authentication');
 
-async function identify(route: CompiledRoute, ex: Exchange): Promise<Principal> {
-  for (const a of route.authenticators) {
-    const p = await a.authenticate(ex);
+/** The first authenticator that recognises a credential wins; synchronous answers stay synchronous. */
+function identify(route: CompiledRoute, ex: Exchange, from = 0): Principal | Promise<Principal> {
+  for (let i = from; i < route.authenticators.length; i++) {
+    const p = (route.authenticators[i] as Authenticator).authenticate(ex);
+    if (p instanceof Promise) return p.then((found) => found ?? identify(route, ex, i + 1));
     if (p) return p;
   }
   throw route.challenge();
@@ -36,8 +38,8 @@ function admit(route: CompiledRoute, ex: Exchange, principal: Principal): void {
 }
 
 /**
- * Public routes run synchronously (no promise on the hot path); authenticated ones return a
- * promise. Either way a thrown GatewayError is the caller's to answer.
+ * Public routes, and authenticated ones whose credential is already verified (cached), run
+ * synchronously: no promise on the hot path. Either way a thrown GatewayError is the caller's to answer.
  */
 export function runRoute(route: CompiledRoute, ex: Exchange, forward: (ex: Exchange) => void): void | Promise<void> {
   if (route.cors) {
@@ -49,7 +51,13 @@ export function runRoute(route: CompiledRoute, ex: Exchange, forward: (ex: Excha
     forward(ex);
     return;
   }
-  return identify(route, ex).then((p) => {
+  const principal = identify(route, ex);
+  if (!(principal instanceof Promise)) {
+    admit(route, ex, principal);
+    forward(ex);
+    return;
+  }
+  return principal.then((p) => {
     admit(route, ex, p);
     forward(ex);
   });

@@ -1,7 +1,7 @@
 // Authorization: Bearer <JWT> → Principal. Verification with jose against the issuer's key set;
 // verified tokens are kept in a bounded LRU (keyed by a hash of the token, never beyond its expiry)
 // so the hot path verifies each token once. RFC 6750 answers for everything refused.
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTHeaderParameters } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { IdentityConfig } from '../config/schema.js';
@@ -24,15 +24,19 @@ export function bearerChallenge(realm: string, error?: BearerErrorCode, descript
 }
 
 export interface TokenVerifier {
-  verify(token: string): Promise<Principal>;
+  /** A cached token answers synchronously (no promise on the hot path); others after verification. */
+  verify(token: string): Principal | Promise<Principal>;
   readonly realm: string;
   readonly cacheSize: () => number;
 }
 
 export interface VerifierHooks { readonly onCache?: (hit: boolean) => void }
 
-// crypto.hash (one-shot) is faster where present; Node 20.12+ and 22+ have it.
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('base64url');
+// crypto.hash (one-shot, Node 20.12+ and 22+) skips the Hash object; createHash is the fallback.
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
+const sha256 = oneShot
+  ? (s: string): string => oneShot('sha256', s, 'base64url')
+  : (s: string): string => createHash('sha256').update(s).digest('base64url');
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
@@ -111,7 +115,7 @@ export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, hook
   return {
     realm,
     cacheSize: () => cache?.size ?? 0,
-    async verify(token) {
+    verify(token) {
       if (!cache) return verifyUncached(token);
       const key = sha256(token);
       const hit = cache.get(key);
@@ -120,11 +124,12 @@ export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, hook
         return hit.principal;
       }
       hooks.onCache?.(false);
-      const principal = await verifyUncached(token);
-      const ttl = principal.expiresAt - Date.now();
-      // Never kept past the token's own expiry (the clock tolerance is for verifying, not for caching).
-      if (ttl > 0) cache.set(key, { principal, size: 256 + key.length + principal.roles.size * 32 }, { ttl });
-      return principal;
+      return verifyUncached(token).then((principal) => {
+        const ttl = principal.expiresAt - Date.now();
+        // Never kept past the token's own expiry (the clock tolerance is for verifying, not for caching).
+        if (ttl > 0) cache.set(key, { principal, size: 256 + key.length + principal.roles.size * 32 }, { ttl });
+        return principal;
+      });
     },
   };
 }
@@ -168,7 +173,7 @@ export function createBearerAuthenticator(verifier: TokenVerifier, opts: BearerO
   return {
     name: 'bearer',
     challenge: () => new GatewayError('UNAUTHENTICATED', 'a bearer token is required', { headers: { 'WWW-Authenticate': bearerChallenge(realm) } }),
-    async authenticate(ex) {
+    authenticate(ex) {
       const headers = authorizationHeaders(ex);
       let queryToken: string | undefined;
       try {
