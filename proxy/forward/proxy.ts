@@ -4,7 +4,7 @@
 // go through http-proxy-3. Bodies are never buffered: backpressure runs end to end both ways.
 import http from 'node:http';
 import type { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { pipeline, Transform, type Duplex } from 'node:stream';
 import { ProxyServer } from 'http-proxy-3';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
@@ -113,18 +113,24 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
       return false;
     }
     if (!chunked && (declared === undefined || declared === '0')) return null;
-    if (chunked) {
-      // transfer-encoding is never copied upstream: undici frames the body itself.
-      let seen = 0;
-      req.on('data', (chunk: Buffer) => {
+    if (!chunked) return req;
+    // A chunked body has no declared size: it passes through a counter that fails the stream at the
+    // limit. (A 'data' listener on req instead would switch it to flowing mode and lose chunks that
+    // arrive before undici reads.) transfer-encoding itself is never copied: undici frames the body.
+    let seen = 0;
+    const counted = new Transform({
+      transform(chunk: Buffer, _enc, done) {
         seen += chunk.length;
         if (seen > limit) {
           deps.onError(ex, new GatewayError('PAYLOAD_TOO_LARGE', `request body over the ${limit}-byte limit of this route`));
-          req.destroy();
+          done(new Error('request body over the limit'));
+          return;
         }
-      });
-    }
-    return req;
+        done(null, chunk);
+      },
+    });
+    pipeline(req, counted, () => { /* errors surface through undici's callback */ });
+    return counted;
   }
 
   function fail(ex: Exchange, err: Error & { code?: string }): void {

@@ -183,6 +183,21 @@ describe('bodies and limits', () => {
     expect(echoed(r.text).bodyBytes).toBe(body.length);
   });
 
+  test('a chunked body under the limit is streamed to the upstream intact', async () => {
+    const u = new URL(gw.url);
+    const seen = await new Promise<string>((resolve, reject) => {
+      const req = http.request({ host: u.hostname, port: u.port, path: '/api/chunked-ok', method: 'POST', headers: { 'transfer-encoding': 'chunked' }, agent: false }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => { text += d.toString(); });
+        res.on('end', () => resolve(text));
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 64; i++) req.write(Buffer.alloc(8192, i));
+      req.end();
+    });
+    expect(echoed(seen)).toMatchObject({ method: 'POST', url: '/chunked-ok', bodyBytes: 64 * 8192 });
+  });
+
   test('a declared body over the route limit gets 413 and is not forwarded', async () => {
     const before = echo.seen.length;
     const r = await request(gw.url, '/small/upload', { method: 'POST', body: Buffer.alloc(2048, 1) });
@@ -220,6 +235,26 @@ describe('bodies and limits', () => {
     expect(r.status).toBe(200);
     expect(r.body.length).toBe(20971520);
   });
+});
+
+test('trusted proxies: their X-Forwarded-* are kept and extended, nobody else\'s', async () => {
+  const trusting = await startGateway(`server: { listen: 127.0.0.1:0, admin: false, trustProxy: [loopback] }
+routes:
+  - { name: api, path: /api, upstream: ${echo.url}, auth: public }
+`);
+  try {
+    const r = await request(trusting.url, '/api/h', { headers: {
+      'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'pacs.example.org',
+    } });
+    const h = echoed(r.text).headers;
+    expect(h['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
+    expect(h['x-real-ip']).toBe('203.0.113.7');
+    expect(h['x-forwarded-proto']).toBe('https');
+    expect(h['x-forwarded-host']).toBe('pacs.example.org');
+    expect(h.forwarded).toBe('for=203.0.113.7;host="pacs.example.org";proto=https');
+  } finally {
+    await trusting.stop();
+  }
 });
 
 describe('upstream failures', () => {
