@@ -23,4 +23,4 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.BASELINE_PORT ?? 0), '127.0.0.1', function ready() {
   process.stdout.write(`READY ${JSON.stringify({ url: `http://127.0.0.1:${this.address().port}` })}\n`);
 });
-process.on('SIGTERM', () => process.exit(0));
+process.on("SIGTERM", () => process.exit(0)); process.on("SIGINT", () => process.exit(0));

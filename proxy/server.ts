@@ -17,7 +17,7 @@ import { createProxyForwarder, createUpstreamPools } from './forward/proxy.js';
 import { createStaticSite, type StaticSiteOptions } from './forward/static-site.js';
 import { runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
 import { createAdminServer } from './ops/admin.js';
-import { createLogger, redactQuery, type Logger } from './ops/log.js';
+import { createAccessLog, createLogger, redactQuery, type Logger } from './ops/log.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { defaultChallenge, runRoute, type CompiledRoute } from './pipeline.js';
 import { normaliseTarget, RouteTable } from './routing.js';
@@ -65,7 +65,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: true });
   const pools = createUpstreamPools();
   const trust = compileTrust(config.server.trustProxy);
-  const logRequests = log.isLevelEnabled('info');
+  const accessLog = createAccessLog(log);
   let shuttingDown = false;
 
   const fail = (ex: Exchange, err: GatewayError): void => {
@@ -111,13 +111,14 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       const seconds = (performance.now() - ex.startedAt) / 1000;
       const route = ex.routeName ?? '-';
       const status = res.writableFinished ? res.statusCode : 499;
+      if (ex.abortUpstream && !res.writableFinished) ex.abortUpstream();
       metrics.observeRequest(route, req.method ?? '-', status, seconds);
-      if (logRequests) log.info({
-        reqId: ex.id, method: req.method, path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
+      if (accessLog) accessLog({
+        reqId: ex.id, method: req.method ?? '-', path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
         route, status, ms: Math.round(seconds * 10000) / 10, bytes: socket.bytesWritten - bytesBefore,
         sub: ex.principal && ex.principal.via !== 'anonymous' ? ex.principal.subject : undefined,
-        error: ex.errorCode, aborted: res.writableFinished ? undefined : true,
-      }, 'request');
+        error: ex.errorCode, aborted: !res.writableFinished,
+      });
     });
     return ex;
   }

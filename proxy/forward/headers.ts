@@ -101,9 +101,43 @@ export function upstreamHeaders(src: IncomingHttpHeaders, facts: ForwardedFacts,
   return out;
 }
 
-/** Removes hop-by-hop headers (and those named in Connection) from an upstream response, in place. */
-export function removeResponseHopByHop(h: Record<string, unknown>): void {
-  const named = h.connection;
-  if (typeof named === 'string') for (const n of named.split(',')) delete h[n.trim().toLowerCase()];
-  for (const n of HOP_BY_HOP) if (n in h) delete h[n];
+const HOP_BY_HOP_SET = new Set(HOP_BY_HOP);
+
+export interface ResponseHeaderOptions {
+  /** Drop WWW-Authenticate (the upstream refused the gateway's own Basic credentials). */
+  readonly dropChallenge: boolean;
+  readonly requestId: string;
+}
+
+/**
+ * The headers the client receives, from an upstream response's raw header list (name, value,
+ * name, value… as undici hands them over): hop-by-hop headers and those named in Connection
+ * removed, repeated headers (Set-Cookie) kept as separate lines, the gateway's X-Request-Id set and
+ * X-Content-Type-Options added where the upstream sent none. Returned as the flat [name, value…]
+ * list that res.writeHead takes without building a header object.
+ */
+export function responseHeaderList(raw: readonly (Buffer | string)[], opts: ResponseHeaderOptions): string[] {
+  const out: string[] = [];
+  let named: Set<string> | undefined;
+  let nosniff = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    if (name === 'connection') {
+      const value = raw[i + 1]!.toString('latin1');
+      if (!/^\s*(keep-alive|close)\s*$/i.test(value)) {
+        named ??= new Set();
+        for (const n of value.split(',')) named.add(n.trim().toLowerCase());
+      }
+      continue;
+    }
+    if (HOP_BY_HOP_SET.has(name) || name === 'x-request-id' || (opts.dropChallenge && name === 'www-authenticate')) continue;
+    if (name === 'x-content-type-options') nosniff = true;
+    out.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  if (named) {
+    for (let i = out.length - 2; i >= 0; i -= 2) if (named.has(out[i]!)) out.splice(i, 2);
+  }
+  if (!nosniff) out.push('x-content-type-options', 'nosniff');
+  out.push('x-request-id', opts.requestId);
+  return out;
 }

@@ -23,6 +23,7 @@ routes:
   - { name: small, path: /small, upstream: ${upstream}, auth: public, maxBodySize: 1KB }
   - { name: ws, path: /ws, upstream: ${upstream}, auth: public, websocket: true }
   - { name: dead, path: /dead, upstream: ${dead}, auth: public }
+  - { name: big, path: /big, upstream: ${upstream}, auth: public }
 `;
 
 beforeAll(async () => {
@@ -169,6 +170,17 @@ describe('header hygiene', () => {
     expect(r.headers['www-authenticate']).toBeUndefined();
   });
 
+  test('repeated upstream headers stay separate; the upstream request id is replaced; nosniff is never doubled', async () => {
+    const r = await request(gw.url, '/big/cookies');
+    expect(r.status).toBe(200);
+    expect(r.headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2; Path=/']);
+    expect(r.headers['x-request-id']).not.toBe('upstream-chosen');
+    expect(r.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+    // An upstream that sends none gets one added.
+    expect((await request(gw.url, '/api/h')).headers['x-content-type-options']).toBe('nosniff');
+  });
+
   test('the request id is passed upstream and returned to the client', async () => {
     const r = await request(gw.url, '/api/h', { headers: { 'x-request-id': 'client-chosen' } });
     expect(echoed(r.text).headers['x-request-id']).toBe(r.headers['x-request-id']);
@@ -285,6 +297,48 @@ describe('upstream failures', () => {
     while (Date.now() < until && echo.seen.filter((s) => s.url === '/raw/stall' && s.aborted).length === 0) await new Promise((r) => setTimeout(r, 20));
     expect(echo.seen.filter((s) => s.url === '/raw/stall' && s.aborted).length).toBeGreaterThan(before);
   });
+
+  test('a client that goes away mid-download aborts the upstream response', async () => {
+    const path = `/bytes/${256 * 2 ** 20}?abort-mid-body`;
+    const u = new URL(gw.url);
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: u.hostname, port: u.port, path: `/big${path}`, agent: false }, (res) => {
+        expect(res.statusCode).toBe(200);
+        res.once('data', () => { req.destroy(); resolve(); });
+      });
+      req.on('error', () => { /* destroyed on purpose */ });
+      setTimeout(() => reject(new Error('no body within 3 s')), 3000);
+    });
+    const until = Date.now() + 3000;
+    const aborted = () => echo.seen.some((s) => s.url === path && s.aborted);
+    while (Date.now() < until && !aborted()) await new Promise((r) => setTimeout(r, 20));
+    expect(aborted()).toBe(true);
+    expect(echo.written(path)).toBeLessThan(256 * 2 ** 20);
+  });
+
+  test('a client that stops reading stops the upstream too (backpressure), and then gets every byte', async () => {
+    const total = 256 * 2 ** 20;
+    const path = `/bytes/${total}?backpressure`;
+    const u = new URL(gw.url);
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = http.get({ host: u.hostname, port: u.port, path: `/big${path}`, agent: false }, (res) => {
+        res.pause();
+        // Not reading for a while: only socket buffers' worth may leave the upstream meanwhile.
+        setTimeout(() => {
+          try {
+            expect(echo.written(path)).toBeGreaterThan(0);
+            expect(echo.written(path)).toBeLessThan(total / 4);
+          } catch (err) { req.destroy(); reject(err); return; }
+          let n = 0;
+          res.on('data', (c: Buffer) => { n += c.length; });
+          res.on('end', () => resolve(n));
+          res.resume();
+        }, 800);
+      });
+      req.on('error', reject);
+    });
+    expect(received).toBe(total);
+  }, 30_000);
 
   test('the gateway keeps serving after every failure above', async () => {
     expect((await request(gw.url, '/healthz')).status).toBe(200);

@@ -17,17 +17,21 @@ export interface EchoUpstream {
   readonly seen: SeenRequest[];
   /** Requests currently held open by /stall or /slow-body. */
   inFlight(): number;
+  /** Bytes a /bytes/N answer has handed to its socket so far, by request URL (backpressure shows here). */
+  written(url: string): number;
   stop(): Promise<void>;
 }
 
 /**
  * GET /stall never answers; /slow-body sends headers then stalls; /bytes/N streams N bytes; /delay/MS answers late;
- * /status/N answers with that status; anything else echoes the request as JSON.
+ * /status/N answers with that status; /cookies sets two cookies and its own X-Request-Id and
+ * X-Content-Type-Options; anything else echoes the request as JSON.
  * WebSocket upgrades are accepted and echo raw bytes back.
  */
 export async function startEchoUpstream(): Promise<EchoUpstream> {
   const seen: SeenRequest[] = [];
   let open = 0;
+  const written = new Map<string, number>();
   const server = http.createServer((req, res) => {
     let bodyBytes = 0;
     let finished = false;
@@ -54,6 +58,14 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
       res.end('status');
       return;
     }
+    if (url.startsWith('/cookies')) {
+      res.writeHead(200, [
+        'Set-Cookie', 'a=1; Path=/', 'Set-Cookie', 'b=2; Path=/', 'X-Request-Id', 'upstream-chosen',
+        'X-Content-Type-Options', 'nosniff', 'Content-Type', 'text/plain', 'Content-Length', '2',
+      ]);
+      res.end('ok');
+      return;
+    }
     const bytes = /^\/bytes\/(\d+)/.exec(url);
     if (bytes) {
       let left = Number(bytes[1]);
@@ -63,6 +75,7 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         while (left > 0) {
           const n = Math.min(left, chunk.length);
           left -= n;
+          written.set(url, (written.get(url) ?? 0) + n);
           if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) { res.once('drain', pump); return; }
         }
         res.end();
@@ -90,6 +103,7 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
     url: `http://127.0.0.1:${port}`,
     seen,
     inFlight: () => open,
+    written: (u) => written.get(u) ?? 0,
     stop: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
