@@ -5,9 +5,9 @@
 //
 // env: UPSTREAM_URL (required)
 //      GATEWAY_LOG_LEVEL   default 'info' — production reality: one JSON access-log line per
-//                          request, written synchronously (pino → SonicBoom sync) to /dev/null,
-//                          the same one write(2) per line that main.ts's stdout does on a file or
-//                          pipe; the kernel-side cost of a real log sink is left out.
+//                          request, batched 4 KB at a time and written synchronously to /dev/null,
+//                          the same sink (createLogSink) main.ts uses for stdout; the kernel-side
+//                          cost of a real log file or pipe is left out.
 //      GATEWAY_PORT        default 0 (any free port)
 // Prints `READY {"url", "logLevel", "logSink", "bearer"}` — `bearer` is null or what run.mjs
 // needs for the issue-3 scenarios (see the extension point below).
@@ -16,9 +16,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { pino } from 'pino';
 import { parseConfig } from '../dist/proxy/config/load.js';
-import { createLogger } from '../dist/proxy/ops/log.js';
+import { createLogger, createLogSink } from '../dist/proxy/ops/log.js';
 import { createGateway } from '../dist/proxy/server.js';
 
 const upstream = process.env.UPSTREAM_URL;
@@ -78,8 +77,8 @@ async function bearerSetup() {
 
 const bearer = await bearerSetup();
 const config = parseConfig(configYaml(bearer.unavailable ? {} : bearer), 'bench/gateway.yaml', process.env);
-// The same buffered (4 KB), asynchronous sink createLogger gives main.ts for stdout, pointed at /dev/null.
-const logger = createLogger(config.server.logLevel, pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 }));
+// The same batched (4 KB), synchronous sink createLogger gives main.ts for stdout, pointed at /dev/null.
+const logger = createLogger(config.server.logLevel, createLogSink('/dev/null'));
 const gateway = createGateway(config, { logger });
 const { url } = await gateway.listen();
 // Bearer routes answer 503 until the key set is loaded: measure only a ready gateway.
@@ -87,7 +86,7 @@ while (!(await gateway.readiness()).checks.identity?.ok && !bearer.unavailable) 
 process.stdout.write(`READY ${JSON.stringify({
   url,
   logLevel,
-  logSink: logLevel === 'silent' ? 'none' : `pino JSON at '${logLevel}' → /dev/null (4 KB buffered async writes, as in production)`,
+  logSink: logLevel === 'silent' ? 'none' : `pino JSON at '${logLevel}' → /dev/null (4 KB batches, synchronous writes, as in production)`,
   bearer: bearer.unavailable ? { unavailable: bearer.unavailable } : { cachedToken: bearer.cachedToken, tokensFile: bearer.tokensFile },
 })}\n`);
 // The bench wants a prompt exit, not the graceful drain main.ts does.

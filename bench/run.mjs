@@ -9,15 +9,15 @@
 //      BENCH_RETRY_DISTURBED (0: re-measure cells disturbed by other processes up to N times).
 import {
   PAYLOADS, checkTarget, describePlacement, disturbanceNote, ensureWrk, fmt, installCleanup, markdownTable,
-  measure, medianRun, pinSelf, placement, rssOf, runPinned, sampleRss, settings, startServer, toolVersions,
+  measure, medianRun, pinSelf, placement, PROXY_NODE_FLAGS, rssOf, runPinned, sampleRss, settings, startServer, toolVersions,
 } from './harness.mjs';
 
 const GATEWAY_LOG = process.env.BENCH_GATEWAY_LOG || 'info';
 
 const startUpstream = () => startServer('upstream', placement.upstream, 'upstream.mjs');
-const startBaseline = (up) => startServer('baseline', placement.proxy, 'baseline.mjs', [], { UPSTREAM_URL: up.info.url });
+const startBaseline = (up) => startServer('baseline', placement.proxy, 'baseline.mjs', [], { UPSTREAM_URL: up.info.url }, PROXY_NODE_FLAGS);
 const startGateway = (up, level, tokens = 0) => startServer(`gateway:${level}`, placement.proxy, 'gateway.mjs', [],
-  { UPSTREAM_URL: up.info.url, GATEWAY_LOG_LEVEL: level, BENCH_FRESH_TOKENS: String(tokens) });
+  { UPSTREAM_URL: up.info.url, GATEWAY_LOG_LEVEL: level, BENCH_FRESH_TOKENS: String(tokens) }, PROXY_NODE_FLAGS);
 
 /**
  * Each scenario owns a fresh server process (started, measured on every payload, stopped) so no
@@ -179,8 +179,9 @@ async function main() {
       `## pacs-gateway benchmark — ${new Date().toISOString()}`,
       '',
       `${toolVersions()}; ${describePlacement()}.`,
+      `Node flags of both proxies (baseline and gateway, as docker/Dockerfile ships the gateway): ${PROXY_NODE_FLAGS.join(' ')}.`,
       `wrk: 1 thread, ${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured per cell, ${settings.rounds} round(s)${settings.rounds > 1 ? ' (median round shown)' : ''}.`,
-      `Gateway: dist/ build, route /pub → upstream (public, prefix stripped), admin listener off; access log: ${GATEWAY_LOG === 'silent' ? 'off' : `'${GATEWAY_LOG}' JSON lines → /dev/null (4 KB buffered async writes, as in production)`}.`,
+      `Gateway: dist/ build, route /pub → upstream (public, prefix stripped), admin listener off; access log: ${GATEWAY_LOG === 'silent' ? 'off' : `'${GATEWAY_LOG}' JSON lines → /dev/null (4 KB batches, synchronous writes, as in production)`}.`,
       '',
       '### Throughput and latency',
       '',

@@ -103,7 +103,7 @@ function startGateway(env: NodeJS.ProcessEnv): ChildProcess {
   const log = createWriteStream(LOG_FILE, { flags: 'a' });
   // Its own process group: Ctrl-C reaches only this script, which stops the gateway in order.
   // setpriv's parent-death signal stops it even if this script is killed outright.
-  const args = [process.execPath, main, '--config', path.join(ROOT, 'routes.yaml')];
+  const args = [process.execPath, '--max-semi-space-size=64', main, '--config', path.join(ROOT, 'routes.yaml')];
   const [command, ...rest] = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'TERM', '--', ...args] : args;
   const child = spawn(command!, rest, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout!.pipe(log);

@@ -3,22 +3,58 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-/** How long a log line may wait in the buffer before it is written. */
+/** How long a log line may wait in the batch before it is written. */
 const FLUSH_EVERY_MS = 200;
+/** Lines are handed to the destination in writes of at least this many characters. */
+const BATCH_CHARS = 4096;
+
+interface LineDestination { write(chunk: string): unknown }
 
 /**
- * Logs to stdout through a 4 KB buffer written asynchronously, so an access-log line does not cost
- * a write(2) of its own under load; a timer flushes the buffer so an idle gateway's lines still
- * appear within FLUSH_EVERY_MS. pino flushes what is pending when the process exits.
+ * Collects log lines and hands them to a destination in ≥ 4 KB writes (or every 200 ms, or at exit),
+ * so a busy gateway does not pay a write(2) per access-log line. Lines are kept in an array and
+ * joined once per batch: sonic-boom's own minLength buffering measures the byte length of its whole
+ * pending string on every write, which on 2 KB replies cost about a tenth of the gateway's throughput
+ * (bench/), more than building the line itself.
  */
-export function createLogger(level: string, destination?: NodeJS.WritableStream | ReturnType<typeof pino.destination>): Logger {
-  let dest = destination;
-  if (!dest) {
-    const boom = pino.destination({ dest: 1, sync: false, minLength: 4096 });
-    setInterval(() => { try { boom.flush(); } catch { /* a write is in flight: the next tick flushes */ } }, FLUSH_EVERY_MS).unref();
-    dest = boom;
+export class LineBatcher implements LineDestination {
+  private lines: string[] = [];
+  private chars = 0;
+  constructor(private readonly dest: LineDestination, private readonly batchChars = BATCH_CHARS) {}
+
+  write(line: string): boolean {
+    this.lines.push(line);
+    this.chars += line.length;
+    if (this.chars >= this.batchChars) this.flush();
+    return true;
   }
-  return pino({ level, base: { svc: 'pacs-gateway' }, timestamp: isoTime }, dest);
+
+  flush(): void {
+    if (this.chars === 0) return;
+    const data = this.lines.join('');
+    this.lines = [];
+    this.chars = 0;
+    this.dest.write(data);
+  }
+}
+
+/**
+ * The production log sink: batched lines written synchronously to a file descriptor or path (stdout
+ * by default) through sonic-boom, as Node itself writes to stdout pipes and files on Linux. A sync
+ * write needs no libuv worker thread per batch (the asynchronous mode's thread hand-off cost ~7 % of
+ * small-reply throughput on a single core); sonic-boom retries EAGAIN on a non-blocking descriptor.
+ */
+export function createLogSink(dest: number | string = 1): LineBatcher {
+  const boom = pino.destination({ dest, sync: true });
+  const batch = new LineBatcher(boom);
+  setInterval(() => batch.flush(), FLUSH_EVERY_MS).unref();
+  process.once('exit', () => batch.flush());
+  return batch;
+}
+
+/** A pino logger with ISO timestamps and the gateway's bindings; stdout through createLogSink() by default. */
+export function createLogger(level: string, destination: LineDestination = createLogSink()): Logger {
+  return pino({ level, base: { svc: 'pacs-gateway' }, timestamp: isoTime }, destination as NodeJS.WritableStream);
 }
 
 let lastMs = 0;

@@ -331,7 +331,7 @@ describe('Dockerfile', () => {
     expect(dockerfile).toMatch(/ENV NODE_ENV=production \\\n\s+GATEWAY_LISTEN=0\.0\.0\.0:8080 \\\n\s+GATEWAY_ADMIN_LISTEN=0\.0\.0\.0:9090/);
     expect(instructions('EXPOSE')).toEqual(['8080']);
     expect(dockerfile).toMatch(/^HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "docker\/healthcheck\.mjs"\]$/m);
-    expect(instructions('ENTRYPOINT')).toEqual(['["node", "dist/proxy/main.js"]']);
+    expect(instructions('ENTRYPOINT')).toEqual(['["node", "--max-semi-space-size=64", "dist/proxy/main.js"]']);
     expect(instructions('CMD')).toEqual(['["--config", "routes.yaml"]']);
   });
 

@@ -1,0 +1,53 @@
+// The access log is batched before it is written: nothing may be lost, reordered or held back for long.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createAccessLog, createLogger, LineBatcher } from '../../proxy/ops/log.js';
+
+test('lines are handed on in order, in batches of at least the batch size, and flush() writes the rest', () => {
+  const writes: string[] = [];
+  const batch = new LineBatcher({ write: (s: string) => writes.push(s) }, 100);
+  for (let i = 0; i < 10; i++) batch.write(`${String(i).padStart(29, '-')}\n`); // 30 chars each
+  expect(writes).toHaveLength(2); // 4 lines (120 chars) per write
+  expect(writes.every((w) => w.length >= 100)).toBe(true);
+  batch.flush();
+  expect(writes).toHaveLength(3);
+  expect(writes.join('').split('\n').filter(Boolean).map((l) => Number(l.replace(/-/g, '')))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  batch.flush(); // nothing pending: no empty write
+  expect(writes).toHaveLength(3);
+});
+
+test('the sink writes idle lines within the flush interval, and what is pending when the process exits', () => {
+  const logModule = path.resolve('dist/proxy/ops/log.js');
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'pgw-log-')), 'gateway.log');
+  const script = `
+    import { readFileSync } from 'node:fs';
+    const { createLogger, createLogSink, createAccessLog } = await import(${JSON.stringify(logModule)});
+    const log = createLogger('info', createLogSink(${JSON.stringify(file)}));
+    log.info({ n: 1 }, 'first');
+    createAccessLog(log)({ reqId: 'r1', method: 'GET', path: '/p', query: undefined, route: 'x', status: 200, ms: 1, bytes: 2, sub: undefined, error: undefined, aborted: false });
+    const before = readFileSync(${JSON.stringify(file)}, 'utf8').split('\\n').filter(Boolean).length;
+    await new Promise((r) => setTimeout(r, 500));
+    const after = readFileSync(${JSON.stringify(file)}, 'utf8').split('\\n').filter(Boolean).length;
+    process.stdout.write(JSON.stringify({ before, after }));
+    log.info({ n: 2 }, 'at-exit');`;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(JSON.parse(run.stdout)).toEqual({ before: 0, after: 2 }); // batched at first, written by the timer
+  const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(lines.map((l) => l.msg)).toEqual(['first', 'request', 'at-exit']);
+});
+
+test('an access-log line is valid JSON in pino\'s shape whatever the path or subject hold', () => {
+  const out: string[] = [];
+  const log = createLogger('info', { write: (s: string) => out.push(s) });
+  const access = createAccessLog(log)!;
+  access({ reqId: 'r', method: 'GET', path: '/a"b\\c\u0001', query: 'x=%22', route: 'r', status: 499, ms: 0.5, bytes: 0, sub: 'ü"}', error: 'UPSTREAM_TIMEOUT', aborted: true });
+  const line = JSON.parse(out.join('')) as Record<string, unknown>;
+  expect(line).toMatchObject({ level: 30, svc: 'pacs-gateway', path: '/a"b\\c\u0001', query: 'x=%22', sub: 'ü"}', status: 499, aborted: true, error: 'UPSTREAM_TIMEOUT', msg: 'request' });
+  expect(typeof line.time).toBe('string');
+  expect(new Date(line.time as string).getTime()).toBeGreaterThan(Date.now() - 60_000);
+  expect(createAccessLog(createLogger('warn', { write: () => undefined }))).toBeUndefined();
+});
