@@ -24,7 +24,7 @@ routes:
   - { name: dicomweb, path: /pacs, upstream: ${orthanc.url}, auth: public, forward: { orthancLinks: true },
       upstreamAuth: { basic: { username: ${orthanc.username}, password: '${orthanc.password}' } } }
 `);
-const gateway = spawn(process.execPath, ['dist/proxy/main.js', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+const gateway = spawn(process.execPath, ['--max-semi-space-size=64', 'dist/proxy/main.js', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
 const url = await new Promise<string>((resolve) => {
   let out = '';
   gateway.stdout.on('data', (d: Buffer) => {
