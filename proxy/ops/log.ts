@@ -86,30 +86,32 @@ export interface AccessRecord {
 export type AccessLog = (r: AccessRecord) => void;
 
 const str = JSON.stringify;
+/** Printable ASCII without `"` and `\`: such a string is its own JSON body (most paths, every request id). */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const q = (s: string): string => (PLAIN.test(s) ? `"${s}"` : str(s));
+/** A number as JSON: NaN and ±Infinity become null, as JSON.stringify writes them. */
+const n = (x: number): string => (Number.isFinite(x) ? String(x) : 'null');
 
 /**
  * The access log: one JSON line per request, in the same shape pino gives every other line
  * (level, time, bindings, fields, msg) and written to the same destination, so lines never
  * interleave out of order. It is built directly rather than through pino's generic serializer,
- * which costs about twice as much per line and is the gateway's single largest per-request cost
- * on small replies (bench/). Every string goes through JSON.stringify: a path or subject can never
- * break the line. Undefined when the logger is below info.
+ * which costs about twice as much per line (bench/). A string is written as is only when it is
+ * printable ASCII without quote or backslash; anything else goes through JSON.stringify, so a
+ * path or subject can never break the line. Undefined when the logger is below info.
  */
 export function createAccessLog(log: Logger): AccessLog | undefined {
   if (!log.isLevelEnabled('info')) return undefined;
   const stream = (log as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym];
   if (!stream) return (r) => log.info(r, 'request');
   const bindings = str(log.bindings()).slice(1, -1);
-  const head = `{"level":${log.levels.values.info}`;
-  const after = bindings ? `,${bindings}` : '';
+  const head = `{"level":${log.levels.values.info},"time":"`;
+  const afterTime = `"${bindings ? `,${bindings}` : ''},"reqId":`;
   return (r) => {
-    let line = `${head},"time":"${nowIso()}"${after},"reqId":${str(r.reqId)},"method":${str(r.method)},"path":${str(r.path)}`;
-    if (r.query) line += `,"query":${str(r.query)}`;
-    line += `,"route":${str(r.route)},"status":${r.status},"ms":${r.ms},"bytes":${r.bytes}`;
-    if (r.sub !== undefined) line += `,"sub":${str(r.sub)}`;
-    if (r.error !== undefined) line += `,"error":${str(r.error)}`;
-    if (r.aborted) line += ',"aborted":true';
-    stream.write(`${line},"msg":"request"}\n`);
+    stream.write(`${head}${nowIso()}${afterTime}${q(r.reqId)},"method":${q(r.method)},"path":${q(r.path)}${
+      r.query ? `,"query":${q(r.query)}` : ''},"route":${q(r.route)},"status":${n(r.status)},"ms":${n(r.ms)},"bytes":${n(r.bytes)}${
+      r.sub !== undefined ? `,"sub":${q(r.sub)}` : ''}${r.error !== undefined ? `,"error":${q(r.error)}` : ''}${
+      r.aborted ? ',"aborted":true' : ''},"msg":"request"}\n`);
   };
 }
 

@@ -45,9 +45,12 @@ test('an access-log line is valid JSON in pino\'s shape whatever the path or sub
   const log = createLogger('info', { write: (s: string) => out.push(s) });
   const access = createAccessLog(log)!;
   access({ reqId: 'r', method: 'GET', path: '/a"b\\c\u0001', query: 'x=%22', route: 'r', status: 499, ms: 0.5, bytes: 0, sub: 'ü"}', error: 'UPSTREAM_TIMEOUT', aborted: true });
-  const line = JSON.parse(out.join('')) as Record<string, unknown>;
+  const line = JSON.parse(out[0] as string) as Record<string, unknown>;
   expect(line).toMatchObject({ level: 30, svc: 'pacs-gateway', path: '/a"b\\c\u0001', query: 'x=%22', sub: 'ü"}', status: 499, aborted: true, error: 'UPSTREAM_TIMEOUT', msg: 'request' });
   expect(typeof line.time).toBe('string');
   expect(new Date(line.time as string).getTime()).toBeGreaterThan(Date.now() - 60_000);
+  // A byte count the socket could not tell (NaN) is null, never a broken line.
+  access({ reqId: 'r2', method: 'GET', path: '/p', query: undefined, route: 'r', status: 200, ms: 1, bytes: Number.NaN, sub: undefined, error: undefined, aborted: false });
+  expect(JSON.parse(out[1] as string)).toMatchObject({ reqId: 'r2', bytes: null });
   expect(createAccessLog(createLogger('warn', { write: () => undefined }))).toBeUndefined();
 });
