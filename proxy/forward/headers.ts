@@ -67,12 +67,18 @@ export interface UpstreamHeaderOptions {
   readonly upgrade: boolean;
 }
 
+/**
+ * The header names a Connection value declares hop-by-hop (lower case), or undefined for the
+ * common "keep-alive" / "close", which name none. Used for requests and responses alike.
+ */
+function namedInConnection(value: string | undefined): Set<string> | undefined {
+  if (!value || /^\s*(keep-alive|close)\s*$/i.test(value)) return undefined;
+  return new Set(value.toLowerCase().split(',').map((n) => n.trim()));
+}
+
 /** The headers an upstream receives: the client's, minus what may not pass, plus the gateway's own view. */
 export function upstreamHeaders(src: IncomingHttpHeaders, facts: ForwardedFacts, opts: UpstreamHeaderOptions): OutgoingHttpHeaders {
-  const connection = src.connection;
-  // Headers named in Connection are hop-by-hop too; the common "keep-alive"/"close" name none.
-  const named = connection && !/^\s*(keep-alive|close)\s*$/i.test(connection)
-    ? new Set(connection.toLowerCase().split(',').map((n) => n.trim())) : undefined;
+  const named = namedInConnection(src.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in src) {
     if (NEVER_FORWARDED.has(name) || (named && named.has(name))) continue;
@@ -123,11 +129,8 @@ export function responseHeaderList(raw: readonly (Buffer | string)[], opts: Resp
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1').toLowerCase();
     if (name === 'connection') {
-      const value = raw[i + 1]!.toString('latin1');
-      if (!/^\s*(keep-alive|close)\s*$/i.test(value)) {
-        named ??= new Set();
-        for (const n of value.split(',')) named.add(n.trim().toLowerCase());
-      }
+      const more = namedInConnection(raw[i + 1]!.toString('latin1')); // several Connection lines add up
+      if (more) named = named ? new Set([...named, ...more]) : more;
       continue;
     }
     if (HOP_BY_HOP_SET.has(name) || name === 'x-request-id' || (opts.dropChallenge && name === 'www-authenticate')) continue;
