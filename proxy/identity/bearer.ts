@@ -26,11 +26,18 @@ export function bearerChallenge(realm: string, error?: BearerErrorCode, descript
 export interface TokenVerifier {
   /** A cached token answers synchronously (no promise on the hot path); others after verification. */
   verify(token: string): Principal | Promise<Principal>;
+  /**
+   * The principal of a token verified before and not yet expired, or undefined. Any string may be
+   * looked up: only a byte-identical copy of a token that passed verification can match. With a
+   * `connection` (the client's socket), the last token found on it is remembered there, so the
+   * next request on that connection presenting the same token skips even the hash.
+   */
+  cached(token: string, connection?: object): Principal | undefined;
   readonly realm: string;
   readonly cacheSize: () => number;
+  /** Cache lookups so far, for the metrics (counted here, not per request in prom-client). */
+  readonly cacheStats: () => { readonly hits: number; readonly misses: number };
 }
-
-export interface VerifierHooks { readonly onCache?: (hit: boolean) => void }
 
 // crypto.hash (one-shot, Node 20.12+ and 22+) skips the Hash object; createHash is the fallback.
 const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
@@ -42,7 +49,7 @@ const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 interface Cached { readonly principal: Principal; readonly size: number }
 
-export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, hooks: VerifierHooks = {}): TokenVerifier {
+export function createTokenVerifier(identity: IdentityConfig, keys: KeySet): TokenVerifier {
   const realm = identity.realm;
   const audiences = new Set(identity.audience);
   const allowedTypes = new Set(identity.tokenTypes);
@@ -112,23 +119,45 @@ export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, hook
     return principalFromClaims(payload, readers, (payload.exp as number) * 1000);
   }
 
+  let hits = 0;
+  let misses = 0;
+  // One entry per open client connection (a weak key: gone with the socket). A DICOMweb client or a
+  // viewer sends the same token on every request of a keep-alive connection; comparing strings costs
+  // a fraction of hashing them.
+  const lastOnConnection = new WeakMap<object, { readonly token: string; readonly principal: Principal }>();
+  /** The cached principal under `key` while its token is still valid. */
+  function lookup(key: string): Principal | undefined {
+    const hit = cache?.get(key);
+    return hit && hit.principal.expiresAt > Date.now() ? hit.principal : undefined;
+  }
+
   return {
     realm,
     cacheSize: () => cache?.size ?? 0,
-    verify(token) {
-      if (!cache) return verifyUncached(token);
-      const key = sha256(token);
-      const hit = cache.get(key);
-      if (hit && hit.principal.expiresAt > Date.now()) {
-        hooks.onCache?.(true);
-        return hit.principal;
+    cacheStats: () => ({ hits, misses }),
+    cached(token, connection) {
+      if (!cache) return undefined;
+      const last = connection && lastOnConnection.get(connection);
+      // The same string as the token last found in the cache on this connection, still unexpired.
+      if (last && last.token === token && last.principal.expiresAt > Date.now()) { hits++; return last.principal; }
+      const principal = lookup(sha256(token));
+      if (principal) {
+        hits++;
+        if (connection) lastOnConnection.set(connection, { token, principal });
       }
-      hooks.onCache?.(false);
-      return verifyUncached(token).then((principal) => {
-        const ttl = principal.expiresAt - Date.now();
+      return principal;
+    },
+    verify(token) {
+      if (!cache) { misses++; return verifyUncached(token); }
+      const key = sha256(token);
+      const principal = lookup(key);
+      if (principal) { hits++; return principal; }
+      misses++;
+      return verifyUncached(token).then((verified) => {
+        const ttl = verified.expiresAt - Date.now();
         // Never kept past the token's own expiry (the clock tolerance is for verifying, not for caching).
-        if (ttl > 0) cache.set(key, { principal, size: 256 + key.length + principal.roles.size * 32 }, { ttl });
-        return principal;
+        if (ttl > 0) cache.set(key, { principal: verified, size: 256 + key.length + verified.roles.size * 32 }, { ttl });
+        return verified;
       });
     },
   };
@@ -136,14 +165,32 @@ export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, hook
 
 const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
-function authorizationHeaders(ex: Exchange): string[] {
+/** The Authorization header's value; undefined when absent; null when sent more than once. */
+function authorizationHeader(ex: Exchange): string | undefined | null {
   const raw = ex.req.rawHeaders;
-  const found: string[] = [];
+  let found: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 13 && name.toLowerCase() === 'authorization') found.push(raw[i + 1] as string);
+    if (name.length === 13 && name.toLowerCase() === 'authorization') {
+      if (found !== undefined) return null;
+      found = raw[i + 1] as string;
+    }
   }
   return found;
+}
+
+/**
+ * The token of an Authorization value of the usual form "Bearer <token>" (scheme in any case, one
+ * space), without checking its characters; undefined for any other form, which the full parser
+ * then judges. Used only to look the token up in the cache of verified tokens: a string that is not
+ * byte for byte a token verified before cannot be found there, whatever it holds.
+ */
+function plainBearerToken(value: string): string | undefined {
+  if (value.length < 8 || value.charCodeAt(6) !== 32 || value.charCodeAt(7) === 32) return undefined;
+  // "bearer" with any letter in either case: ASCII letters differ from their capitals only in bit 0x20.
+  if ((value.charCodeAt(0) | 0x20) !== 98 || (value.charCodeAt(1) | 0x20) !== 101 || (value.charCodeAt(2) | 0x20) !== 97
+    || (value.charCodeAt(3) | 0x20) !== 114 || (value.charCodeAt(4) | 0x20) !== 101 || (value.charCodeAt(5) | 0x20) !== 114) return undefined;
+  return value.slice(7);
 }
 
 function takeQueryToken(ex: Exchange): string | undefined {
@@ -174,16 +221,22 @@ export function createBearerAuthenticator(verifier: TokenVerifier, opts: BearerO
     name: 'bearer',
     challenge: () => new GatewayError('UNAUTHENTICATED', 'a bearer token is required', { headers: { 'WWW-Authenticate': bearerChallenge(realm) } }),
     authenticate(ex) {
-      const headers = authorizationHeaders(ex);
+      const header = authorizationHeader(ex);
       let queryToken: string | undefined;
       try {
         queryToken = opts.queryToken ? takeQueryToken(ex) : undefined;
       } catch {
         throw malformed('more than one access_token parameter');
       }
-      if (headers.length > 1) throw malformed('more than one Authorization header');
-      const header = headers[0];
+      if (header === null) throw malformed('more than one Authorization header');
       if (header === undefined && queryToken === undefined) return null;
+      // Hot path: a token verified before, sent alone in the usual form, is answered from the cache
+      // without running the full header grammar (which it passed when it was first verified).
+      if (queryToken === undefined) {
+        const plain = plainBearerToken(header as string);
+        const known = plain !== undefined && plain.length <= opts.maxTokenSize ? verifier.cached(plain, ex.req.socket) : undefined;
+        if (known) return known;
+      }
       if (header !== undefined && queryToken !== undefined) throw malformed('token sent in both header and query');
       let token: string;
       if (header !== undefined) {

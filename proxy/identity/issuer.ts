@@ -20,7 +20,8 @@ export function createIssuer(identity: IdentityConfig, log: Logger, metrics: Met
       metrics.jwksStale.set(keySet.status().stale ? 1 : 0);
     },
   });
-  const verifier = createTokenVerifier(identity, keySet, { onCache: (hit) => metrics.tokenCache.inc({ result: hit ? 'hit' : 'miss' }) });
+  const verifier = createTokenVerifier(identity, keySet);
+  metrics.trackTokenCache(verifier.cacheStats);
   const readiness: ReadinessCheck = {
     name: 'identity',
     check: async () => {

@@ -6,8 +6,12 @@ export interface Metrics {
   readonly upstreamErrors: Counter<'route' | 'kind'>;
   readonly denials: Counter<'route' | 'code'>;
   readonly jwksFetches: Counter<'result'>;
-  readonly tokenCache: Counter<'result'>;
   readonly jwksStale: Gauge;
+  /**
+   * Reports a verified-token cache's lookups as pacs_gateway_token_cache_total{result="hit"|"miss"}.
+   * The cache counts in plain numbers; they are read only when /metrics is scraped.
+   */
+  trackTokenCache(stats: () => { readonly hits: number; readonly misses: number }): void;
   /** Counts and times one answered request (pacs_gateway_requests_total, pacs_gateway_request_duration_seconds). */
   observeRequest(route: string, method: string, status: number, seconds: number): void;
 }
@@ -80,13 +84,25 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   const registry = new Registry();
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'pacs_gateway_' });
   const observeRequest = requestMetrics(registry);
+  const tokenCaches: (() => { readonly hits: number; readonly misses: number })[] = [];
+  new Counter({
+    name: 'pacs_gateway_token_cache_total', help: 'Verified-token cache lookups (hit, miss)', labelNames: ['result'], registers: [registry],
+    collect() {
+      let hits = 0;
+      let misses = 0;
+      for (const stats of tokenCaches) { const s = stats(); hits += s.hits; misses += s.misses; }
+      this.reset();
+      this.inc({ result: 'hit' }, hits);
+      this.inc({ result: 'miss' }, misses);
+    },
+  });
   return {
     registry,
     upstreamErrors: new Counter({ name: 'pacs_gateway_upstream_errors_total', help: 'Upstream failures, by route and kind (refused, timeout, reset)', labelNames: ['route', 'kind'], registers: [registry] }),
     denials: new Counter({ name: 'pacs_gateway_denials_total', help: 'Requests refused by the gateway, by route and error code', labelNames: ['route', 'code'], registers: [registry] }),
     jwksFetches: new Counter({ name: 'pacs_gateway_jwks_fetches_total', help: 'Key set fetches from the identity provider (ok, error, suppressed by the cooldown)', labelNames: ['result'], registers: [registry] }),
-    tokenCache: new Counter({ name: 'pacs_gateway_token_cache_total', help: 'Verified-token cache lookups (hit, miss)', labelNames: ['result'], registers: [registry] }),
     jwksStale: new Gauge({ name: 'pacs_gateway_jwks_stale', help: '1 while the last key set fetch failed and cached keys are used (stale-if-error)', registers: [registry] }),
     observeRequest,
+    trackTokenCache: (stats) => { tokenCaches.push(stats); },
   };
 }

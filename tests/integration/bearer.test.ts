@@ -1,4 +1,5 @@
 // Bearer tokens on an API route: what is accepted, and every refusal with its RFC 6750 answer.
+import http from 'node:http';
 import { startEchoUpstream, type EchoUpstream } from '../support/echo-upstream.js';
 import { algNone, decode, hs256WithPublicKey, signWithForeignKey, signWithIdpKey } from '../support/forge.js';
 import { accessLogFor, startGateway, type RunningGateway } from '../support/gateway.js';
@@ -125,6 +126,84 @@ describe('accepted tokens', () => {
     expect((await get('/pacs/x', token)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 2300)); // ttl 1 s + clock tolerance 1 s
     expectChallenge(await get('/pacs/x', token), 401, 'invalid_token');
+  });
+});
+
+/** One client connection, kept alive between calls: reply status and whether the socket was reused. */
+function keepAliveClient(base: string) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const u = new URL(base);
+  const call = (path: string, authorization?: string, method = 'GET') => new Promise<{ status: number; challenge: string; reused: boolean }>((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path, method, agent, headers: authorization ? { authorization } : {} }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, challenge: String(res.headers['www-authenticate'] ?? ''), reused: req.reusedSocket }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  return { call, close: () => agent.destroy() };
+}
+
+describe('the verified-token cache keeps every check', () => {
+  // A token is verified once, then answered from the cache (and, on the same connection, from the
+  // connection's last token). None of that may skip a check that does not depend on the signature.
+  test('a cached token sent twice, or in the header and the query, is still refused with 400', async () => {
+    const token = await viewerToken();
+    expect((await get('/wado/x', token)).status).toBe(200); // now cached
+    const raw = await rawExchange(gw.url, `GET /pacs/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
+    expect(statusOf(raw)).toBe(400);
+    expect(raw).toContain('error="invalid_request"');
+    expectChallenge(await get(`/wado/x?access_token=${token}`, token), 400, 'invalid_request');
+  });
+
+  test('a cached token still needs the role for the method', async () => {
+    const token = await viewerToken();
+    expect((await get('/pacs/x', token)).status).toBe(200);
+    expectChallenge(await request(gw.url, '/pacs/x', { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }), 403, 'insufficient_scope');
+  });
+
+  test('strings that merely contain or extend a cached token are judged in full', async () => {
+    const token = await viewerToken();
+    expect((await get('/pacs/x', token)).status).toBe(200);
+    for (const value of [`Bearer ${token}==`, `Bearer ${token}x`, `Bearer ${token} x`, `Bearer ${token},x`, `Bearer ${token.slice(0, -1)}`, `Bearer x${token}`]) {
+      const r = await request(gw.url, '/pacs/x', { headers: { authorization: value } });
+      expect({ value: value.slice(-12), status: r.status }).toEqual({ value: value.slice(-12), status: r.status === 400 ? 400 : 401 });
+      expect(r.headers['www-authenticate']).toMatch(/error="(invalid_token|invalid_request)"/);
+    }
+    // Other spellings of the same credential that the grammar allows are still accepted.
+    for (const value of [`bearer ${token}`, `BEARER  ${token}`]) expect((await request(gw.url, '/pacs/x', { headers: { authorization: value } })).status).toBe(200);
+  });
+
+  test('on one keep-alive connection, each request is judged by its own token', async () => {
+    const client = keepAliveClient(gw.url);
+    try {
+      const alice = await viewerToken();
+      const forged = await signWithForeignKey(alice);
+      const uploader = await idp.issueAccessToken({ username: 'bob', realmRoles: ['uploader'] });
+      expect((await client.call('/pacs/x', `Bearer ${alice}`)).status).toBe(200);
+      expect(await client.call('/pacs/x', `Bearer ${alice}`)).toEqual({ status: 200, challenge: '', reused: true });
+      const afterForged = await client.call('/pacs/x', `Bearer ${forged}`);
+      expect(afterForged).toMatchObject({ status: 401, reused: true });
+      expect(afterForged.challenge).toContain('error="invalid_token"');
+      expect(await client.call('/pacs/x', `Bearer ${alice}`)).toMatchObject({ status: 200, reused: true });
+      expect(await client.call('/pacs/x', `Bearer ${uploader}`)).toMatchObject({ status: 403, reused: true }); // bob may not GET
+      expect(await client.call('/pacs/x')).toMatchObject({ status: 401, reused: true });
+      expect(await client.call('/pacs/x', `Bearer ${alice}`)).toMatchObject({ status: 200, reused: true });
+    } finally { client.close(); }
+  });
+
+  test('a token remembered on a connection stops working there when it expires', async () => {
+    const client = keepAliveClient(gw.url);
+    try {
+      const token = await viewerToken({ ttl: 1 });
+      expect((await client.call('/pacs/x', `Bearer ${token}`)).status).toBe(200);
+      expect(await client.call('/pacs/x', `Bearer ${token}`)).toMatchObject({ status: 200, reused: true });
+      expect(await client.call('/pacs/x', `Bearer ${token}`)).toMatchObject({ status: 200, reused: true });
+      await new Promise((r) => setTimeout(r, 2300)); // ttl 1 s + clock tolerance 1 s
+      const late = await client.call('/pacs/x', `Bearer ${token}`);
+      expect(late).toMatchObject({ status: 401, reused: true });
+      expect(late.challenge).toContain('error="invalid_token"');
+    } finally { client.close(); }
   });
 });
 
