@@ -13,6 +13,6 @@ export interface Exchange {
   principal?: Principal;
   /** Why the gateway refused or failed, for the access log (never a credential). */
   errorCode?: string;
-  /** Set while an upstream request is in flight: cuts it when the client goes away. */
-  abortUpstream?: (() => void) | undefined;
+  /** Set while an upstream request is in flight: cancel() cuts it when the client goes away. */
+  upstreamCall?: { cancel(): void } | undefined;
 }

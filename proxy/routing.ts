@@ -49,6 +49,8 @@ export function normaliseTarget(rawUrl: string | undefined, hostHeader: string |
   const query = q < 0 ? '' : url.slice(q + 1);
   if (FORBIDDEN_RAW.test(rawPath)) throw bad('control character, backslash or fragment in path');
   if (/[\u0000-\u001f\u007f]/.test(query)) throw bad('control character in query');
+  // No "//" to merge, no escape to decode and no segment starting with a dot: already normal.
+  if (!rawPath.includes('%') && !rawPath.includes('//') && !rawPath.includes('/.')) return { path: rawPath, query };
 
   const segments = rawPath.split('/');
   const kept: string[] = [];

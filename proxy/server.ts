@@ -107,15 +107,15 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     const ex: Exchange = { id: randomUUID(), req, res, startedAt: performance.now() };
     const socket = req.socket; // detached from req once the response is done
     const bytesBefore = socket.bytesWritten;
-    res.once('close', () => {
+    res.on('close', () => { // emitted once per response
       const seconds = (performance.now() - ex.startedAt) / 1000;
       const route = ex.routeName ?? '-';
       const status = res.writableFinished ? res.statusCode : 499;
-      if (ex.abortUpstream && !res.writableFinished) ex.abortUpstream();
+      if (ex.upstreamCall && !res.writableFinished) ex.upstreamCall.cancel();
       metrics.observeRequest(route, req.method ?? '-', status, seconds);
       if (accessLog) accessLog({
         reqId: ex.id, method: req.method ?? '-', path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
-        route, status, ms: Math.round(seconds * 10000) / 10, bytes: socket.bytesWritten - bytesBefore,
+        route, status, ms: seconds * 1000, bytes: socket.bytesWritten - bytesBefore,
         sub: ex.principal && ex.principal.via !== 'anonymous' ? ex.principal.subject : undefined,
         error: ex.errorCode, aborted: !res.writableFinished,
       });

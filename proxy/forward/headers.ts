@@ -3,6 +3,7 @@
 // deleting from Node's header object costs more than the whole copy on the hot path.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import proxyAddr from 'proxy-addr';
+import { util as undiciUtil } from 'undici';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus ones a proxy must never pass on. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade', 'expect', 'transfer-encoding'];
@@ -127,7 +128,8 @@ export function responseHeaderList(raw: readonly (Buffer | string)[], opts: Resp
   let named: Set<string> | undefined;
   let nosniff = false;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase();
+    // undici's lookup table gives well-known names in lower case without building a string.
+    const name = undiciUtil.headerNameToString(raw[i]!);
     if (name === 'connection') {
       const more = namedInConnection(raw[i + 1]!.toString('latin1')); // several Connection lines add up
       if (more) named = named ? new Set([...named, ...more]) : more;

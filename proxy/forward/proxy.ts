@@ -88,18 +88,18 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   private waitingForDrain = false;
   private done = false;
 
-  constructor(
-    private readonly ex: Exchange,
-    private readonly hidesChallenge: boolean,
-    private readonly onFailure: (err: Error) => void,
-    private readonly onUpstreamAuthRefused: () => void,
-  ) {}
+  constructor(private readonly ex: Exchange, private readonly route: RelayRoute) {}
 
   onConnect(abort: (err?: Error) => void): void {
     const { res } = this.ex;
     if (res.destroyed || res.writableEnded) { abort(new ClientGoneError()); return; }
     this.abort = abort;
-    this.ex.abortUpstream = () => abort(new ClientGoneError());
+    this.ex.upstreamCall = this;
+  }
+
+  /** The client went away: stop the upstream request. */
+  cancel(): void {
+    this.abort?.(new ClientGoneError());
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
@@ -107,8 +107,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     const { res } = this.ex;
     // The upstream refused the gateway's own credentials: a Basic challenge would only make a
     // browser prompt for a password the user must never know.
-    const refusedUs = this.hidesChallenge && statusCode === 401;
-    if (refusedUs) this.onUpstreamAuthRefused();
+    const refusedUs = this.route.hidesChallenge && statusCode === 401;
+    if (refusedUs) this.route.upstreamRefusedUs();
     this.resume = resume;
     try {
       res.writeHead(statusCode, responseHeaderList(rawHeaders, { dropChallenge: refusedUs, requestId: this.ex.id }));
@@ -132,16 +132,24 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.done = true;
-    this.ex.abortUpstream = undefined;
+    this.ex.upstreamCall = undefined;
     this.ex.res.end();
   }
 
   onError(err: Error): void {
     if (this.done) return;
     this.done = true;
-    this.ex.abortUpstream = undefined;
-    this.onFailure(err);
+    this.ex.upstreamCall = undefined;
+    this.route.fail(this.ex, err);
   }
+}
+
+/** What a relay needs from its route; one object per route, so a request allocates no closures for it. */
+interface RelayRoute {
+  /** The upstream gets the gateway's own credentials: its 401 challenge must not reach the client. */
+  readonly hidesChallenge: boolean;
+  upstreamRefusedUs(): void;
+  fail(ex: Exchange, err: Error & { code?: string }): void;
 }
 
 /** Why an upstream request was cut: the client closed its connection first. */
@@ -225,6 +233,8 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     else deps.onError(ex, new GatewayError('UPSTREAM_UNAVAILABLE', kind === 'refused' ? 'the upstream is unreachable' : 'the upstream closed the connection'));
   }
 
+  const relayRoute: RelayRoute = { hidesChallenge: basic !== undefined, upstreamRefusedUs: () => deps.onUpstreamError(route.name, 'auth'), fail };
+
   const ws = route.websocket ? new ProxyServer({ target, changeOrigin: true, xfwd: false, ws: true }) : undefined;
   // Errors without a callback must never reach http-proxy-3's default handler, which throws.
   ws?.on('error', (_err, _req, socket) => { if (socket && 'destroy' in socket) socket.destroy(); });
@@ -233,7 +243,7 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     forward(ex) {
       const body = bodyOf(ex);
       if (body === false) return;
-      const handler = new ResponseRelay(ex, basic !== undefined, (e) => fail(ex, e), () => deps.onUpstreamError(route.name, 'auth'));
+      const handler = new ResponseRelay(ex, relayRoute);
       pool.dispatch({
         path: upstreamPath(ex), method: ex.req.method as Dispatcher.HttpMethod, headers: headersFor(ex, false) as Record<string, string | string[]>, body,
         headersTimeout: route.timeout, bodyTimeout: route.timeout,

@@ -30,7 +30,7 @@ interface Tally { readonly route: string; readonly method: string; readonly stat
  * Both are registered as prom-client metrics, so /metrics shows them in the usual exposition format.
  */
 function requestMetrics(registry: Registry) {
-  const tallies = new Map<string, Tally>();
+  const tallies: Tally[] = [];
   const timings = new Map<string, Timing>();
   const requestsName = 'pacs_gateway_requests_total';
   const durationName = 'pacs_gateway_request_duration_seconds';
@@ -38,7 +38,7 @@ function requestMetrics(registry: Registry) {
     name: requestsName, help: 'Requests answered, by route, method and status', type: 'counter', aggregator: 'sum',
     get: async () => ({
       name: requestsName, help: counter.help, type: 'counter', aggregator: 'sum',
-      values: [...tallies.values()].map((t) => ({ labels: { route: t.route, method: t.method, status: t.status }, value: t.n })),
+      values: tallies.map((t) => ({ labels: { route: t.route, method: t.method, status: t.status }, value: t.n })),
     }),
   };
   const histogram = {
@@ -62,13 +62,23 @@ function requestMetrics(registry: Registry) {
   };
   registry.registerMetric(counter as never);
   registry.registerMetric(histogram as never);
+  // route → method → status → tally: each step looks up a value that is usually the very same string
+  // (route names, Node's method strings) or a small integer, so no key is built per request.
+  const byRoute = new Map<string, Map<string, Map<number, Tally>>>();
+  const tallyFor = (route: string, method: string, status: number): Tally | undefined => {
+    const known = byRoute.get(route)?.get(method)?.get(status);
+    if (known || tallies.length >= MAX_SERIES) return known; // past the bound nothing new is kept, not even a map
+    let byMethod = byRoute.get(route);
+    if (!byMethod) { byMethod = new Map(); byRoute.set(route, byMethod); }
+    let byStatus = byMethod.get(method);
+    if (!byStatus) { byStatus = new Map(); byMethod.set(method, byStatus); }
+    const tally: Tally = { route, method, status: String(status), n: 0 };
+    byStatus.set(status, tally);
+    tallies.push(tally);
+    return tally;
+  };
   return (route: string, method: string, status: number, seconds: number): void => {
-    const key = `${route} ${method} ${status}`;
-    let tally = tallies.get(key);
-    if (!tally && tallies.size < MAX_SERIES) {
-      tally = { route, method, status: String(status), n: 0 };
-      tallies.set(key, tally);
-    }
+    const tally = tallyFor(route, method, status);
     if (tally) tally.n++;
     let timing = timings.get(route);
     if (!timing) { timing = { route, buckets: new Float64Array(DURATION_BUCKETS.length), sum: 0, count: 0 }; timings.set(route, timing); }

@@ -54,3 +54,18 @@ test('an access-log line is valid JSON in pino\'s shape whatever the path or sub
   expect(JSON.parse(out[1] as string)).toMatchObject({ reqId: 'r2', bytes: null });
   expect(createAccessLog(createLogger('warn', { write: () => undefined }))).toBeUndefined();
 });
+
+test('access-log times are milliseconds rounded to a tenth; methods and routes are quoted like any string', () => {
+  const out: string[] = [];
+  const access = createAccessLog(createLogger('info', { write: (s: string) => out.push(s) }))!;
+  const line = (ms: number, method = 'GET', route = 'r') => {
+    access({ reqId: 'r', method, path: '/p', query: undefined, route, status: 200, ms, bytes: 1, sub: undefined, error: undefined, aborted: false });
+    return JSON.parse(out[out.length - 1] as string) as { ms: unknown; method: unknown; route: unknown };
+  };
+  expect([0, 0.04, 0.05, 1.96, 12.345, 1234.56, 60_000].map((ms) => line(ms).ms)).toEqual([0, 0, 0.1, 2, 12.3, 1234.6, 60_000]);
+  expect([Number.NaN, Number.POSITIVE_INFINITY].map((ms) => line(ms).ms)).toEqual([null, null]);
+  // The same odd values twice: the second line comes from the quoting cache and must be as valid as the first.
+  for (let i = 0; i < 2; i++) expect(line(1, 'G"ET\\', 'ü"}')).toMatchObject({ method: 'G"ET\\', route: 'ü"}' });
+  // More distinct methods than the cache keeps: every line stays valid JSON with its own method.
+  for (let i = 0; i < 300; i++) expect(line(1, `M${i}"`).method).toBe(`M${i}"`);
+});
