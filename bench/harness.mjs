@@ -102,12 +102,14 @@ export function installCleanup() {
  */
 export const PROXY_NODE_FLAGS = Object.freeze(['--max-semi-space-size=64']);
 
-export function startServer(name, core, script, args = [], env = {}, nodeFlags = []) {
-  const [cmd, argv] = pinnedCommand(core, process.execPath, [...nodeFlags, path.resolve(BENCH_DIR, script), ...args]);
+export function startServer(name, core, script, args = [], env = {}, nodeFlags = [], { wrapper = [], readyMs = 20_000 } = {}) {
+  // `wrapper`: a command the node process runs under (bench/instructions.mjs: valgrind).
+  const command = [...wrapper, process.execPath, ...nodeFlags, path.resolve(BENCH_DIR, script), ...args];
+  const [cmd, argv] = pinnedCommand(core, command[0], command.slice(1));
   const child = track(spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
   readline.createInterface({ input: child.stderr }).on('line', (l) => process.stderr.write(`[${name}] ${l}\n`));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: not ready after 20 s`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`${name}: not ready after ${readyMs / 1000} s`)), readyMs);
     const early = (code, signal) => { clearTimeout(timer); reject(new Error(`${name}: exited (${code ?? signal}) before it was ready`)); };
     child.once('exit', early);
     readline.createInterface({ input: child.stdout }).on('line', (line) => {
