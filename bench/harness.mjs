@@ -14,7 +14,8 @@ export const BIG_BYTES = 200 * 1024 * 1024;
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 
-const num = (v, fallback) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : fallback);
+/** A numeric environment setting, or the fallback when it is unset or not a number. */
+export const num = (v, fallback) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : fallback);
 
 /** Everything tunable comes from the environment so `npm run bench` needs no arguments. */
 export const settings = Object.freeze({

@@ -22,10 +22,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  checkTarget, describePlacement, fmt, installCleanup, markdownTable, pinSelf, placement, PROXY_NODE_FLAGS, PAYLOADS, startServer,
+  checkTarget, describePlacement, fmt, installCleanup, markdownTable, num, pinSelf, placement, PROXY_NODE_FLAGS, PAYLOADS, startServer,
 } from './harness.mjs';
 
-const num = (v, d) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : d);
 const REQUESTS = num(process.env.BENCH_CG_REQUESTS, 10_000);
 const WARMUP = num(process.env.BENCH_CG_WARMUP, 20_000);
 const SOCKETS = num(process.env.BENCH_CG_SOCKETS, 10);

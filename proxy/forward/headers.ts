@@ -141,6 +141,8 @@ export function responseHeaderList(raw: readonly (Buffer | string)[], opts: Resp
   }
   if (named) {
     for (let i = out.length - 2; i >= 0; i -= 2) if (named.has(out[i]!)) out.splice(i, 2);
+    // An upstream's nosniff that its own Connection header declared hop-by-hop is gone: add ours.
+    if (named.has('x-content-type-options')) nosniff = false;
   }
   if (!nosniff) out.push('x-content-type-options', 'nosniff');
   out.push('x-request-id', opts.requestId);
