@@ -77,34 +77,59 @@ function namedInConnection(value: string | undefined): Set<string> | undefined {
   return new Set(value.toLowerCase().split(',').map((n) => n.trim()));
 }
 
-/** The headers an upstream receives: the client's, minus what may not pass, plus the gateway's own view. */
-export function upstreamHeaders(src: IncomingHttpHeaders, facts: ForwardedFacts, opts: UpstreamHeaderOptions): OutgoingHttpHeaders {
-  const named = namedInConnection(src.connection);
-  const out: OutgoingHttpHeaders = {};
-  for (const name in src) {
-    if (NEVER_FORWARDED.has(name) || (named && named.has(name))) continue;
-    if (name === 'authorization' && !opts.forwardAuthorization) continue;
-    if (name === 'cookie' && !opts.forwardGatewayCookies) {
-      const kept = withoutGatewayCookies(src.cookie as string);
-      if (kept !== undefined) out.cookie = kept;
-      continue;
-    }
-    out[name] = src[name];
-  }
-  if (opts.upgrade) {
-    out.connection = 'Upgrade';
-    if (src.upgrade) out.upgrade = src.upgrade;
-  }
+/** A header list as undici takes it: name, value, name, value… (a value may repeat as an array). */
+export type HeaderList = (string | string[])[];
+
+/**
+ * The forwarding headers the gateway sets itself (X-Forwarded-*, X-Real-IP, Forwarded) for the
+ * client, protocol and host in `facts`, as a flat [name, value…] list.
+ */
+export function forwardingHeaders(facts: ForwardedFacts, opts: Pick<UpstreamHeaderOptions, 'prefix' | 'orthancLinks'>): readonly string[] {
   const chain = facts.clientChain;
   const client = chain[chain.length - 1] ?? '';
-  out['x-forwarded-for'] = chain.length === 1 ? client : [...chain].reverse().join(', ');
-  out['x-forwarded-proto'] = facts.proto;
-  out['x-forwarded-host'] = facts.host;
-  if (opts.prefix) out['x-forwarded-prefix'] = opts.prefix;
-  out['x-real-ip'] = client;
-  out.forwarded = opts.orthancLinks
+  const out = [
+    'x-forwarded-for', chain.length === 1 ? client : [...chain].reverse().join(', '),
+    'x-forwarded-proto', facts.proto,
+    'x-forwarded-host', facts.host,
+  ];
+  if (opts.prefix) out.push('x-forwarded-prefix', opts.prefix);
+  out.push('x-real-ip', client, 'forwarded', opts.orthancLinks
     ? `for=${quoteNode(client)};host=${facts.host}${opts.prefix ?? ''};proto=${facts.proto}`
-    : `for=${quoteNode(client)};host="${facts.host}";proto=${facts.proto}`;
+    : `for=${quoteNode(client)};host="${facts.host}";proto=${facts.proto}`);
+  return out;
+}
+
+/**
+ * The headers an upstream receives, as a flat [name, value…] list (undici's cheapest form): the
+ * client's, minus what may not pass, then the gateway's own forwarding headers (forwardingHeaders).
+ */
+export function upstreamHeaders(src: IncomingHttpHeaders, forwarding: readonly string[], opts: UpstreamHeaderOptions): HeaderList {
+  const named = namedInConnection(src.connection);
+  const out: HeaderList = [];
+  for (const name in src) {
+    if (NEVER_FORWARDED.has(name) || (named && named.has(name))) continue;
+    const value = src[name];
+    if (value === undefined) continue;
+    if (name === 'authorization' && !opts.forwardAuthorization) continue;
+    if (name === 'cookie' && !opts.forwardGatewayCookies) {
+      const kept = withoutGatewayCookies(value as string);
+      if (kept !== undefined) out.push('cookie', kept);
+      continue;
+    }
+    out.push(name, value);
+  }
+  if (opts.upgrade) {
+    out.push('connection', 'Upgrade');
+    if (src.upgrade) out.push('upgrade', src.upgrade);
+  }
+  for (let i = 0; i < forwarding.length; i++) out.push(forwarding[i]!);
+  return out;
+}
+
+/** A flat header list as a header object (for http-proxy-3's WebSocket path); names are unique. */
+export function headerObject(list: HeaderList): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (let i = 0; i < list.length; i += 2) out[list[i] as string] = list[i + 1];
   return out;
 }
 

@@ -11,7 +11,7 @@ import type { Exchange } from '../exchange.js';
 import type { RouteConfig } from '../config/schema.js';
 import { stripRoutePrefix } from '../routing.js';
 import type { Forwarder } from './forwarder.js';
-import { forwardedFacts, responseHeaderList, upstreamHeaders, type TrustFn } from './headers.js';
+import { forwardedFacts, forwardingHeaders, headerObject, responseHeaderList, upstreamHeaders, type HeaderList, type TrustFn } from './headers.js';
 
 export interface ProxyDeps {
   readonly trust: TrustFn;
@@ -168,7 +168,8 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
   const prefix = route.stripPrefix && route.path !== '/' ? route.path : undefined;
   const headerOpts = (upgrade: boolean) => ({
     prefix, orthancLinks: route.forward.orthancLinks, upgrade,
-    forwardAuthorization: route.forward.authorization, forwardGatewayCookies: route.forward.gatewayCookies,
+    // The gateway's own upstream credentials replace the client's Authorization.
+    forwardAuthorization: route.forward.authorization && !route.upstreamAuth, forwardGatewayCookies: route.forward.gatewayCookies,
   });
   const webOpts = headerOpts(false);
   const wsOpts = headerOpts(true);
@@ -182,13 +183,30 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     return query ? `${full}?${query}` : full;
   }
 
-  function headersFor(ex: Exchange, upgrade: boolean): http.OutgoingHttpHeaders {
-    const h = upstreamHeaders(ex.req.headers, forwardedFacts(ex.req, deps.trust, deps.publicHost), upgrade ? wsOpts : webOpts);
-    h['x-request-id'] = ex.id;
-    if (basic) h.authorization = basic;
+  /**
+   * The gateway's forwarding headers for a request. Without trusted proxies they depend only on the
+   * connection (peer address, TLS) and the Host header, so each connection keeps the last list with
+   * the Host it was made for, and a keep-alive client's next request with the same Host reuses it.
+   */
+  const forwardingByConnection = new WeakMap<object, { readonly host: string | undefined; readonly list: readonly string[] }>();
+  function forwardingFor(ex: Exchange): readonly string[] {
+    const { req } = ex;
+    if (!deps.trust.none) return forwardingHeaders(forwardedFacts(req, deps.trust, deps.publicHost), webOpts);
+    const host = req.headers.host;
+    const known = forwardingByConnection.get(req.socket);
+    if (known && known.host === host) return known.list;
+    const list = forwardingHeaders(forwardedFacts(req, deps.trust, deps.publicHost), webOpts);
+    forwardingByConnection.set(req.socket, { host, list });
+    return list;
+  }
+
+  function headersFor(ex: Exchange, upgrade: boolean): HeaderList {
+    const h = upstreamHeaders(ex.req.headers, forwardingFor(ex), upgrade ? wsOpts : webOpts);
+    h.push('x-request-id', ex.id);
+    if (basic) h.push('authorization', basic);
     if (route.forward.identity && ex.principal && ex.principal.via !== 'anonymous') {
-      h['x-forwarded-user'] = headerSafe(ex.principal.username ?? ex.principal.subject);
-      h['x-forwarded-roles'] = headerSafe([...ex.principal.roles].join(','));
+      h.push('x-forwarded-user', headerSafe(ex.principal.username ?? ex.principal.subject));
+      h.push('x-forwarded-roles', headerSafe([...ex.principal.roles].join(',')));
     }
     return h;
   }
@@ -245,14 +263,14 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
       if (body === false) return;
       const handler = new ResponseRelay(ex, relayRoute);
       pool.dispatch({
-        path: upstreamPath(ex), method: ex.req.method as Dispatcher.HttpMethod, headers: headersFor(ex, false) as Record<string, string | string[]>, body,
+        path: upstreamPath(ex), method: ex.req.method as Dispatcher.HttpMethod, headers: headersFor(ex, false) as string[], body,
         headersTimeout: route.timeout, bodyTimeout: route.timeout,
       }, handler);
     },
     upgrade: ws
       ? (ex: Exchange, socket: Duplex, head: Buffer) => {
         ex.req.url = upstreamPath(ex);
-        ex.req.headers = headersFor(ex, true) as http.IncomingHttpHeaders;
+        ex.req.headers = headerObject(headersFor(ex, true)) as http.IncomingHttpHeaders;
         ws.ws(ex.req, socket, head, (err) => {
           deps.onUpstreamError(route.name, classify(err as Error));
           socket.destroy();

@@ -20,6 +20,8 @@ routes:
       upstreamAuth: { basic: { username: gateway, password: upstream-secret } } }
   - { name: raw, path: /raw, upstream: ${upstream}, auth: public, stripPrefix: false,
       forward: { authorization: true, gatewayCookies: true } }
+  - { name: both, path: /both, upstream: ${upstream}, auth: public, forward: { authorization: true },
+      upstreamAuth: { basic: { username: gateway, password: upstream-secret } } }
   - { name: small, path: /small, upstream: ${upstream}, auth: public, maxBodySize: 1KB }
   - { name: ws, path: /ws, upstream: ${upstream}, auth: public, websocket: true }
   - { name: dead, path: /dead, upstream: ${dead}, auth: public }
@@ -130,6 +132,27 @@ describe('header hygiene', () => {
   test('the client Authorization is replaced by the route upstream credentials', async () => {
     const r = await request(gw.url, '/api/h', { headers: { authorization: 'Bearer client-token' } });
     expect(echoed(r.text).headers.authorization).toBe(`Basic ${Buffer.from('gateway:upstream-secret').toString('base64')}`);
+  });
+
+  test('upstream credentials replace the client Authorization even on a route that forwards it', async () => {
+    await request(gw.url, '/both/h', { headers: { authorization: 'Bearer client-token' } });
+    const seen = echo.seen.at(-1)!;
+    const sent = seen.rawHeaders.filter((_v, i) => i % 2 === 0 && seen.rawHeaders[i]!.toLowerCase() === 'authorization');
+    expect(sent).toHaveLength(1);
+    expect(seen.headers.authorization).toBe(`Basic ${Buffer.from('gateway:upstream-secret').toString('base64')}`);
+  });
+
+  test('forwarded headers follow the Host of every request on a kept-alive connection', async () => {
+    // Two requests on one connection: the forwarding headers remembered for the first must not be
+    // reused for the second, whose Host differs.
+    const one = (host: string) => `GET /api/h HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
+    const raw = await rawExchange(gw.url, `${one('first.example:8443')}${one('second.example')}`);
+    const bodies = raw.split(/HTTP\/1\.1 /).slice(1).map((r) => echoed(r.slice(r.indexOf('{'), r.lastIndexOf('}') + 1)).headers);
+    expect(bodies).toHaveLength(2);
+    expect(bodies[0]!['x-forwarded-host']).toBe('first.example:8443');
+    expect(bodies[0]!.forwarded).toBe('for=127.0.0.1;host="first.example:8443";proto=http');
+    expect(bodies[1]!['x-forwarded-host']).toBe('second.example');
+    expect(bodies[1]!.forwarded).toBe('for=127.0.0.1;host="second.example";proto=http');
   });
 
   test('without upstream credentials the client Authorization is dropped unless the route forwards it', async () => {
