@@ -244,7 +244,7 @@ export function cpuBusy(before, after, core) {
 }
 
 /** utime+stime (and, for ourselves, reaped children's) of a process, in jiffies. */
-export function procTicks(pid, withReaped) {
+function procTicks(pid, withReaped) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number); // f[0] is field 3

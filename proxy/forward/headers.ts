@@ -73,7 +73,7 @@ export interface UpstreamHeaderOptions {
  * common "keep-alive" / "close", which name none. Used for requests and responses alike.
  */
 function namedInConnection(value: string | undefined): Set<string> | undefined {
-  if (!value || /^\s*(keep-alive|close)\s*$/i.test(value)) return undefined;
+  if (!value || value === 'keep-alive' || value === 'close' || /^\s*(keep-alive|close)\s*$/i.test(value)) return undefined;
   return new Set(value.toLowerCase().split(',').map((n) => n.trim()));
 }
 
