@@ -57,14 +57,30 @@ export function createLogger(level: string, destination: LineDestination = creat
   return pino({ level, base: { svc: 'pacs-gateway' }, timestamp: isoTime }, destination as NodeJS.WritableStream);
 }
 
-let lastMs = 0;
+let lastMs = NaN;
 let lastIso = '';
-/** The current time as ISO 8601, formatted at most once per millisecond (Date#toISOString is not cheap). */
-function nowIso(): string {
-  const now = Date.now();
-  if (now !== lastMs) { lastMs = now; lastIso = new Date(now).toISOString(); }
+let lastSecond = NaN;
+let secondPrefix = '';
+/**
+ * The time `ms` (epoch milliseconds) as ISO 8601, exactly as Date#toISOString writes it. Date's own
+ * formatting costs several thousand instructions, so it runs once per second for the part up to the
+ * seconds, and each new millisecond only appends its three digits.
+ */
+export function isoTimeOf(ms: number): string {
+  if (ms === lastMs) return lastIso;
+  const second = Math.floor(ms / 1000);
+  const milli = ms - second * 1000;
+  if (!Number.isInteger(milli)) return new Date(ms).toISOString(); // not a whole millisecond: let Date decide
+  if (second !== lastSecond) {
+    const iso = new Date(second * 1000).toISOString(); // …T12:34:56.000Z (the year may be longer than 4 digits)
+    secondPrefix = iso.slice(0, -4);
+    lastSecond = second;
+  }
+  lastMs = ms;
+  lastIso = `${secondPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
   return lastIso;
 }
+const nowIso = (): string => isoTimeOf(Date.now());
 const isoTime = (): string => `,"time":"${nowIso()}"`;
 
 /** One access-log line: what the gateway did with a request (never a header, token or cookie). */

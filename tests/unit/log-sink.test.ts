@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createAccessLog, createLogger, LineBatcher } from '../../proxy/ops/log.js';
+import { createAccessLog, createLogger, isoTimeOf, LineBatcher } from '../../proxy/ops/log.js';
 
 test('lines are handed on in order, in batches of at least the batch size, and flush() writes the rest', () => {
   const writes: string[] = [];
@@ -68,4 +68,18 @@ test('access-log times are milliseconds rounded to a tenth; methods and routes a
   for (let i = 0; i < 2; i++) expect(line(1, 'G"ET\\', 'ü"}')).toMatchObject({ method: 'G"ET\\', route: 'ü"}' });
   // More distinct methods than the cache keeps: every line stays valid JSON with its own method.
   for (let i = 0; i < 300; i++) expect(line(1, `M${i}"`).method).toBe(`M${i}"`);
+});
+
+test('log times are written exactly as Date#toISOString writes them, across milliseconds, seconds and years', () => {
+  const base = Date.UTC(2026, 10, 25, 23, 59, 59, 0);
+  const times = [
+    base, base + 1, base + 9, base + 10, base + 99, base + 100, base + 999, base + 1000, base + 1001, // digits and the second's rollover
+    base + 1000, base + 5, // back in time, and a repeat
+    Date.UTC(1969, 11, 31, 23, 59, 59, 7), 0, -1, // before the epoch
+    Date.UTC(10000, 0, 1, 0, 0, 0, 42), // a six-digit year
+    base + 0.5, // not a whole millisecond
+  ];
+  for (const t of times) expect(isoTimeOf(t)).toBe(new Date(t).toISOString());
+  const now = Date.now();
+  expect(isoTimeOf(now)).toBe(new Date(now).toISOString());
 });
