@@ -12,6 +12,10 @@
 // work, wider than the req/s ratio of the same two proxies.
 // Repeatability: the JIT decides when and what to optimise, so counts move by a few per cent from one
 // process to the next; a short warm-up leaves compiler work in the count (5000 requests: +15 %).
+// Time-based caches: under callgrind a request takes over a millisecond, so work a proxy does once per
+// millisecond (formatting a log timestamp) lands on every request, while at full speed it is shared by
+// ~20. Such work must stay cheap or these counts overstate it: Date#toISOString per millisecond cost
+// the gateway ~6,800 counted instructions per request until log times formatted the date once per second.
 //
 // env: BENCH_CG_REQUESTS (measured requests per scenario, default 10000), BENCH_CG_WARMUP (20000),
 //      BENCH_CG_SOCKETS (keep-alive connections of the load client, 10), BENCH_CG_ONLY (scenario ids,
