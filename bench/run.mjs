@@ -188,7 +188,7 @@ function medianInterval(sorted) {
 /**
  * The two target ratios, measured so that a shared machine's drift cancels out: the baseline and one
  * gateway (serving /pub and /sec) run side by side, both warm, and each cycle loads them one after
- * the other for a few seconds each (baseline /pub, gateway /pub, gateway /sec with the cached
+ * the other for BENCH_PAIRED_SECONDS each (baseline /pub, gateway /pub, gateway /sec with the cached
  * token; the order rotates every cycle). A ratio is taken within each cycle, whose three slices
  * lie seconds apart instead of minutes, and the median over cycles is reported with its
  * interquartile range and a 95 % interval of that median. A target counts as met in a run only when
@@ -202,9 +202,9 @@ async function pairedRatios(up) {
     const token = gw.info.bearer?.cachedToken;
     if (!token) return `Interleaved ratios: n/a (${gw.info.bearer?.unavailable ?? 'no bearer route'}).`;
     const lanes = [
-      { id: 'baseline', pid: base.pid, url: (p) => `${base.info.url}/pub/${p.leaf}`, headers: {} },
-      { id: 'public', pid: gw.pid, url: (p) => `${gw.info.url}/pub/${p.leaf}`, headers: {} },
-      { id: 'bearer', pid: gw.pid, url: (p) => `${gw.info.url}/sec/${p.leaf}`, headers: { Authorization: `Bearer ${token}` } },
+      { id: 'baseline', url: (p) => `${base.info.url}/pub/${p.leaf}`, headers: {} },
+      { id: 'public', url: (p) => `${gw.info.url}/pub/${p.leaf}`, headers: {} },
+      { id: 'bearer', url: (p) => `${gw.info.url}/sec/${p.leaf}`, headers: { Authorization: `Bearer ${token}` } },
     ];
     const slice = async (l, p) => (await wrk(l.url(p), { duration: PAIRED_SECONDS, headers: l.headers })).rps;
     const lines = [];
@@ -229,7 +229,8 @@ async function pairedRatios(up) {
         const s = sorted(xs);
         const med = quantile(s, 0.5);
         const [lo, hi] = medianInterval(s);
-        const verdict = lo >= target ? 'met: the whole interval is at or above it'
+        const verdict = s.length < 10 ? `too few cycles to judge (${s.length}; 10 or more give an interval)`
+          : lo >= target ? 'met: the whole interval is at or above it'
           : med >= target ? 'median at or above it, interval reaches below' : 'below target';
         return `- ${what}, ${p.label}: **${fmt.ratio(med)}** (95 % interval of the median ${fmt.ratio(lo)}–${fmt.ratio(hi)}; `
           + `interquartile ${fmt.ratio(quantile(s, 0.25))}–${fmt.ratio(quantile(s, 0.75))}, cycles ${fmt.ratio(s[0])}–${fmt.ratio(s[s.length - 1])}; `
