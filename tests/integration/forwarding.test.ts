@@ -287,6 +287,14 @@ routes:
     expect(h['x-forwarded-proto']).toBe('https');
     expect(h['x-forwarded-host']).toBe('pacs.example.org');
     expect(h.forwarded).toBe('for=203.0.113.7;host="pacs.example.org";proto=https');
+    // A trusted proxy carries many clients over one kept-alive connection: each request's own
+    // X-Forwarded-* count, never those of the request before it on the connection.
+    const one = (client: string, proto: string) => `GET /api/h HTTP/1.1\r\nHost: pacs.example.org\r\nX-Forwarded-For: ${client}\r\nX-Forwarded-Proto: ${proto}\r\n\r\n`;
+    const raw = await rawExchange(trusting.url, `${one('203.0.113.7', 'https')}${one('198.51.100.9', 'http')}`);
+    const seen = raw.split(/HTTP\/1\.1 /).slice(1).map((x) => echoed(x.slice(x.indexOf('{'), x.lastIndexOf('}') + 1)).headers);
+    expect(seen.map((x) => x['x-real-ip'])).toEqual(['203.0.113.7', '198.51.100.9']);
+    expect(seen.map((x) => x['x-forwarded-proto'])).toEqual(['https', 'http']);
+    expect(seen[1]!.forwarded).toBe('for=198.51.100.9;host="pacs.example.org";proto=http');
   } finally {
     await trusting.stop();
   }
