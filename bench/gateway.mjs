@@ -31,11 +31,14 @@ function configYaml({ extraTop = '', extraRoutes = '' } = {}) {
   listen: 127.0.0.1:${port}
   admin: false
   logLevel: ${logLevel}
+  # wrk's 50 connections share one token: the per-user limit is counted but set above them.
+  limits: { concurrencyPerUser: 1000 }
 ${extraTop}
 routes:
   - name: pub
     path: /pub
     upstream: ${upstream}
+    expose: upstream
     auth: public
 ${extraRoutes}`;
 }
@@ -54,7 +57,7 @@ async function bearerSetup() {
   });
   await new Promise((r) => idp.listen(0, '127.0.0.1', r));
   const issuer = `http://127.0.0.1:${idp.address().port}`;
-  const mint = (i) => new SignJWT({ typ: undefined, preferred_username: `user${i}`, realm_access: { roles: ['viewer'] }, azp: 'bench', scope: 'openid' })
+  const mint = (i) => new SignJWT({ typ: undefined, preferred_username: `user${i}`, realm_access: { roles: ['admin'] }, azp: 'bench', scope: 'openid' })
     .setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'at+jwt' })
     .setIssuer(issuer).setAudience('pacs').setSubject(`user-${i}`).setJti(`j${i}`).setIssuedAt().setExpirationTime('2h')
     .sign(privateKey);
@@ -68,7 +71,7 @@ async function bearerSetup() {
   process.stderr.write(`bench: minted ${count} ES256 tokens in ${Math.round(performance.now() - started)} ms\n`);
   return {
     extraTop: `identity:\n  issuer: ${issuer}\n  audience: pacs\n  algorithms: [ES256]\n`,
-    extraRoutes: `  - name: sec\n    path: /sec\n    upstream: ${upstream}\n    auth: [bearer]\n    allow: { GET: [viewer] }\n`,
+    extraRoutes: `  - name: sec\n    path: /sec\n    upstream: ${upstream}\n    expose: upstream\n    auth: [bearer]\n    allow: [admin]\n`,
     cachedToken: await mint(-1),
     ...(count > 0 ? { tokensFile } : {}),
   };

@@ -2,23 +2,28 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export type ErrorCode =
-  | 'NO_ROUTE' | 'BAD_REQUEST_PATH' | 'BAD_REQUEST' | 'METHOD_NOT_ALLOWED' | 'PAYLOAD_TOO_LARGE'
+  | 'NO_ROUTE' | 'UNKNOWN_OPERATION' | 'BAD_REQUEST_PATH' | 'BAD_REQUEST' | 'METHOD_OVERRIDE' | 'METHOD_NOT_ALLOWED'
+  | 'PAYLOAD_TOO_LARGE' | 'TOO_MANY_REQUESTS'
   | 'UNAUTHENTICATED' | 'CREDENTIALS_INVALID' | 'CREDENTIALS_MALFORMED' | 'FORBIDDEN'
-  | 'IDP_UNAVAILABLE' | 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT' | 'SHUTTING_DOWN' | 'INTERNAL';
+  | 'IDP_UNAVAILABLE' | 'UPSTREAM_ERROR' | 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT' | 'SHUTTING_DOWN' | 'INTERNAL';
 
 interface CodeInfo { status: number; title: string }
 
 export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = Object.freeze({
   NO_ROUTE: { status: 404, title: 'Not found' },
+  UNKNOWN_OPERATION: { status: 404, title: 'Not found' },
   BAD_REQUEST_PATH: { status: 400, title: 'Bad request path' },
   BAD_REQUEST: { status: 400, title: 'Bad request' },
+  METHOD_OVERRIDE: { status: 400, title: 'Method override refused' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  TOO_MANY_REQUESTS: { status: 429, title: 'Too many requests' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   CREDENTIALS_INVALID: { status: 401, title: 'Invalid credentials' },
   CREDENTIALS_MALFORMED: { status: 400, title: 'Malformed credentials' },
   FORBIDDEN: { status: 403, title: 'Forbidden' },
   IDP_UNAVAILABLE: { status: 503, title: 'Identity provider unavailable' },
+  UPSTREAM_ERROR: { status: 502, title: 'Upstream error' },
   UPSTREAM_UNAVAILABLE: { status: 502, title: 'Upstream unavailable' },
   UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timeout' },
   SHUTTING_DOWN: { status: 503, title: 'Shutting down' },
@@ -78,6 +83,13 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: Gatewa
   } else {
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
     body = JSON.stringify({ error: err.code, status: err.status, message: err.reason, requestId });
+  }
+  // A refusal before the body was read (401, 403, 404, 413…): Node would read and discard the whole
+  // declared body to reuse the connection — gigabytes for one unauthenticated client. Close instead.
+  const unreadBody = !req.complete && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
+  if (unreadBody) {
+    res.setHeader('Connection', 'close');
+    res.once('finish', () => req.socket.destroySoon());
   }
   res.statusCode = err.status;
   res.setHeader('Content-Length', Buffer.byteLength(body));

@@ -1,5 +1,6 @@
 // Per-request state that walks the pipeline: one object, created once, never re-derived.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Operation } from './access/operations.js';
 import type { Principal } from './identity/principal.js';
 import type { Target } from './routing.js';
 
@@ -10,9 +11,13 @@ export interface Exchange {
   readonly startedAt: number;
   target?: Target;
   routeName?: string;
+  /** What the request does on the upstream (operation table), set right after routing. */
+  operation?: Operation;
   principal?: Principal;
   /** Why the gateway refused or failed, for the access log (never a credential). */
   errorCode?: string;
   /** Set while an upstream request is in flight: cancel() cuts it when the client goes away. */
   upstreamCall?: { cancel(): void } | undefined;
+  /** Gives back what the request holds (its slot in the per-principal upstream limit) when the response closes. */
+  release?: (() => void) | undefined;
 }

@@ -15,8 +15,12 @@ function describe(config: Config): string {
     `admin ${config.server.admin === false ? 'off' : `${config.server.admin.listen.host}:${config.server.admin.listen.port}`}`, 'routes (longest prefix wins):'];
   for (const r of [...config.routes].sort((a, b) => b.path.length - a.path.length)) {
     const to = r.upstream ? `${r.upstream}${r.stripPrefix ? ' (prefix stripped)' : ''}` : `static:${r.static}`;
-    lines.push(`  ${r.path.padEnd(14)} → ${to}  [${r.name}; auth ${Array.isArray(r.auth) ? r.auth.join('+') : r.auth}]`);
+    const exposes = r.expose === 'dicomweb' && r.dicomweb
+      ? `; DICOMweb ${[...r.dicomweb.roots, ...(r.dicomweb.wadoUri ? [`${r.dicomweb.wadoUri} (WADO-URI)`] : [])].join(' ')}`
+      : r.expose === 'upstream' ? '; every upstream path' : '';
+    lines.push(`  ${r.path.padEnd(14)} → ${to}  [${r.name}; auth ${Array.isArray(r.auth) ? r.auth.join('+') : r.auth}${r.allow ? `; allow ${r.allow.join(', ')}` : ''}${exposes}]`);
   }
+  if (config.warnings.length > 0) lines.push('warnings:', ...config.warnings.map((w) => `  - ${w}`));
   lines.push('resolved configuration:', JSON.stringify(redactConfig(config), null, 2));
   return lines.join('\n');
 }

@@ -1,5 +1,6 @@
 // Runs one route: authenticate → authorise → forward. Routes are compiled once at start-up.
 import type { Authorizer } from './access/decision.js';
+import type { OperationTable } from './access/operations.js';
 import type { Cors } from './access/cors.js';
 import type { RouteConfig } from './config/schema.js';
 import { GatewayError } from './errors.js';
@@ -17,6 +18,10 @@ export interface CompiledRoute {
   /** The answer when no authenticator recognised a credential (e.g. a Bearer challenge). */
   readonly challenge: () => GatewayError;
   readonly cors: Cors | undefined;
+  /** What each request does upstream (undefined for the static site, which serves only its files). */
+  readonly operations: OperationTable | undefined;
+  /** Request-body limit in bytes. */
+  readonly maxBodySize: number;
 }
 
 export const defaultChallenge = (): GatewayError => new GatewayError('UNAUTHENTICATED', 'this route requires authentication');
@@ -42,10 +47,6 @@ function admit(route: CompiledRoute, ex: Exchange, principal: Principal): void {
  * synchronously: no promise on the hot path. Either way a thrown GatewayError is the caller's to answer.
  */
 export function runRoute(route: CompiledRoute, ex: Exchange, forward: (ex: Exchange) => void): void | Promise<void> {
-  if (route.cors) {
-    if (route.cors.preflight(ex.req, ex.res)) return;
-    route.cors.decorate(ex.req, ex.res);
-  }
   if (route.authenticators.length === 0) {
     admit(route, ex, ANONYMOUS);
     forward(ex);

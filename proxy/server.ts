@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { allowAll } from './access/decision.js';
 import { createCors } from './access/cors.js';
-import { createRoleAuthorizer } from './access/roles.js';
+import { createDicomwebTable, upstreamRestTable, type OperationTable } from './access/operations.js';
+import { compilePermissions, createPermissionAuthorizer } from './access/permissions.js';
+import { refuseBodyWithoutMeaning, refuseDeclaredTooLarge, refuseMethodOverrides } from './access/request-checks.js';
 import { createBearerAuthenticator } from './identity/bearer.js';
 import { createIssuer } from './identity/issuer.js';
 import type { Config, RouteConfig } from './config/schema.js';
@@ -15,12 +17,12 @@ import type { Forwarder } from './forward/forwarder.js';
 import { compileTrust } from './forward/headers.js';
 import { createProxyForwarder, createUpstreamPools } from './forward/proxy.js';
 import { createStaticSite, type StaticSiteOptions } from './forward/static-site.js';
-import { runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
+import { cachedReadiness, runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
 import { createAdminServer } from './ops/admin.js';
 import { createAccessLog, createLogger, redactQuery, type Logger } from './ops/log.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { defaultChallenge, runRoute, type CompiledRoute } from './pipeline.js';
-import { normaliseTarget, RouteTable } from './routing.js';
+import { normaliseTarget, RouteTable, stripRoutePrefix } from './routing.js';
 
 /** OHIF's own OIDC client (code flow + PKCE in the browser), from identity.viewerClientId. */
 function viewerLogin(config: Config): StaticSiteOptions {
@@ -70,30 +72,44 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
 
   const fail = (ex: Exchange, err: GatewayError): void => {
     ex.errorCode = err.code;
-    if (err.status < 500) metrics.denials.inc({ route: ex.routeName ?? '-', code: err.code });
+    if (err.status < 500) metrics.denials.inc({ route: ex.routeName ?? '-', operation: ex.operation?.name ?? '-', code: err.code });
     if (err.code === 'INTERNAL') log.error({ reqId: ex.id, err: err.cause }, 'internal error');
     sendError(ex.req, ex.res, err, ex.id);
   };
 
   const forwarderFor = (route: RouteConfig): Forwarder => route.upstream
     ? createProxyForwarder(route, {
-      trust, pools, publicHost: new URL(config.server.publicUrl).host, maxBodySize: config.server.limits.maxBodySize, onError: fail,
+      trust, pools, publicUrl: new URL(config.server.publicUrl), maxBodySize: config.server.limits.maxBodySize,
+      sendTimeout: config.server.timeouts.send, onError: fail,
       onUpstreamError: (name, kind) => {
         metrics.upstreamErrors.inc({ route: name, kind });
         log.warn({ route: name, kind }, 'upstream error');
+      },
+      onUpstreamFailure: (ex, status, excerpt) => {
+        metrics.upstreamErrors.inc({ route: ex.routeName ?? '-', kind: 'status' });
+        // The upstream's own words go to the log (they may describe its network); the caller gets the gateway's.
+        log.warn({ reqId: ex.id, route: ex.routeName, operation: ex.operation?.name, status, upstreamBody: excerpt }, 'upstream failed');
       },
     })
     : createStaticSite(route, config, { onError: fail }, viewerLogin(config));
 
   const identity = config.identity;
-  const issuer = identity ? createIssuer(identity, log, metrics) : undefined;
+  const issuer = identity ? createIssuer(identity, log, metrics, compilePermissions(config.permissions)) : undefined;
+
+  const operationsOf = (route: RouteConfig): OperationTable | undefined => {
+    if (!route.upstream) return undefined; // the static site answers only GET/HEAD for its own files
+    return route.dicomweb ? createDicomwebTable(route.dicomweb) : upstreamRestTable;
+  };
 
   const compile = (route: RouteConfig): CompiledRoute => {
-    const base = { path: route.path, name: route.name, config: route, forwarder: forwarderFor(route), cors: route.cors ? createCors(route.cors) : undefined };
+    const base = {
+      path: route.path, name: route.name, config: route, forwarder: forwarderFor(route), cors: route.cors ? createCors(route.cors) : undefined,
+      operations: operationsOf(route), maxBodySize: route.maxBodySize ?? config.server.limits.maxBodySize,
+    };
     if (route.auth === 'public') return { ...base, authenticators: [], authorizer: allowAll, challenge: defaultChallenge };
     // The schema guarantees identity and allow rules for every authenticated route.
     const bearer = createBearerAuthenticator(issuer!.verifier, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize });
-    return { ...base, authenticators: [bearer], authorizer: createRoleAuthorizer(route.allow!, identity!.realm), challenge: bearer.challenge };
+    return { ...base, authenticators: [bearer], authorizer: createPermissionAuthorizer(route.name, route.allow!, identity!.realm), challenge: bearer.challenge };
   };
   const routes: CompiledRoute[] = config.routes.map(compile);
   const table = new RouteTable(routes);
@@ -102,6 +118,30 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     .map((origin) => upstreamReachable(`upstream ${origin}`, origin));
   if (issuer) readinessChecks.push(issuer.readiness);
   const readiness = () => runChecks(readinessChecks);
+  // The public /readyz is anyone's to call: it shares one round of checks per second instead of
+  // fanning out to every upstream per call. The private admin listener checks afresh.
+  const publicReadiness = cachedReadiness(readiness, 1000);
+
+  // Upstream requests in flight per authenticated user: one user's stalled downloads must not take
+  // every worker of the upstream (Orthanc has a fixed thread pool).
+  const perUser = config.server.limits.concurrencyPerUser;
+  const inFlight = new Map<string, number>();
+  function forwardWithinLimit(route: CompiledRoute, ex: Exchange): void {
+    const p = ex.principal;
+    if (perUser > 0 && p && p.via !== 'anonymous' && route.config.upstream) {
+      const key = `${p.via}:${p.subject}`;
+      const n = inFlight.get(key) ?? 0;
+      if (n >= perUser) {
+        throw new GatewayError('TOO_MANY_REQUESTS', `more than ${perUser} requests of one user at once`, { headers: { 'Retry-After': '1' } });
+      }
+      inFlight.set(key, n + 1);
+      ex.release = () => {
+        const left = (inFlight.get(key) ?? 1) - 1;
+        if (left <= 0) inFlight.delete(key); else inFlight.set(key, left);
+      };
+    }
+    route.forwarder.forward(ex);
+  }
 
   function newExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {
     const ex: Exchange = { id: randomUUID(), req, res, startedAt: performance.now() };
@@ -112,10 +152,12 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       const route = ex.routeName ?? '-';
       const status = res.writableFinished ? res.statusCode : 499;
       if (ex.upstreamCall && !res.writableFinished) ex.upstreamCall.cancel();
-      metrics.observeRequest(route, req.method ?? '-', status, seconds);
+      if (ex.release) { ex.release(); ex.release = undefined; }
+      const operation = ex.operation?.name ?? '-';
+      metrics.observeRequest(route, operation, req.method ?? '-', status, seconds);
       if (accessLog) accessLog({
         reqId: ex.id, method: req.method ?? '-', path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
-        route, status, ms: seconds * 1000, bytes: socket.bytesWritten - bytesBefore,
+        route, operation, status, ms: seconds * 1000, bytes: socket.bytesWritten - bytesBefore,
         sub: ex.principal && ex.principal.via !== 'anonymous' ? ex.principal.subject : undefined,
         error: ex.errorCode, aborted: !res.writableFinished,
       });
@@ -124,7 +166,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   }
 
   async function answerHealth(ex: Exchange, path: string): Promise<void> {
-    const ready = path === '/readyz' ? (await readiness()).ready && !shuttingDown : !shuttingDown;
+    const ready = path === '/readyz' ? (await publicReadiness()).ready && !shuttingDown : !shuttingDown;
     const body = JSON.stringify({ status: ready ? (path === '/readyz' ? 'ready' : 'alive') : 'unavailable' });
     ex.res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), 'x-request-id': ex.id });
     ex.res.end(ex.req.method === 'HEAD' ? undefined : body);
@@ -139,6 +181,18 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     return route;
   }
 
+  /** Every check that needs no identity, and the operation: overrides, bodies, the operation table. */
+  function screen(ex: Exchange, route: CompiledRoute): void {
+    const { req } = ex;
+    const target = ex.target!;
+    refuseMethodOverrides(req, target.query);
+    refuseBodyWithoutMeaning(req);
+    refuseDeclaredTooLarge(req, route.maxBodySize);
+    if (route.operations) {
+      ex.operation = route.operations.classify(req.method ?? 'GET', stripRoutePrefix(target.path, route.path), target.query);
+    }
+  }
+
   function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const ex = newExchange(req, res);
     // X-Request-Id is added by whichever step answers: a header set here would push Node's writeHead
@@ -151,7 +205,13 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         return;
       }
       const route = resolve(ex);
-      const pending = runRoute(route, ex, (e) => route.forwarder.forward(e));
+      if (route.cors) {
+        // Preflights are answered without a token; every other answer (errors too) carries CORS headers.
+        if (route.cors.preflight(req, res)) return;
+        route.cors.decorate(req, res);
+      }
+      screen(ex, route);
+      const pending = runRoute(route, ex, (e) => forwardWithinLimit(route, e));
       if (pending) pending.catch((err: unknown) => fail(ex, toGatewayError(err)));
     } catch (err) {
       fail(ex, toGatewayError(err));
@@ -167,6 +227,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     const ex: Exchange = { id: randomUUID(), req, res, startedAt: performance.now() };
     try {
       const route = resolve(ex);
+      screen(ex, route);
       const upgrade = route.forwarder.upgrade;
       if (!upgrade) { refuse(400, 'WebSocket upgrade is not allowed on this route'); return; }
       const pending = runRoute(route, ex, (e) => upgrade.call(route.forwarder, e, socket, head));
@@ -194,6 +255,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     } else socket.destroy();
   });
+
+  for (const w of config.warnings) log.warn(w);
 
   const admin = config.server.admin === false ? undefined
     : createAdminServer({ metrics, readiness, shuttingDown: () => shuttingDown, log });

@@ -33,11 +33,11 @@ const idpPort = portFromEnv('DEMO_IDP_PORT', 8081);
 const adminPort = portFromEnv('DEMO_ADMIN_PORT', 9090);
 const publicUrl = `http://${HOST}:${port}`;
 
-// What each role opens in the shipped routes.yaml.
+// What each role opens in the shipped routes.yaml (its permissions table).
 const CAN: Record<string, string> = {
-  viewer: 'study list and images',
+  viewer: 'view: study list and images',
   uploader: 'upload (STOW-RS)',
-  admin: 'delete, and /pacs-admin with a bearer token (no browser login there yet)',
+  admin: 'download of original files, and Orthanc\'s REST API at /pacs-admin with a bearer token (no browser login there yet)',
 };
 const abilities = (u: TestUser) => u.realmRoles.length === 0
   ? 'signs in, but /pacs answers 403: an empty study list'

@@ -2,7 +2,8 @@
 // Every problem is reported with the file, its line, the key path and what was expected.
 import { readFileSync } from 'node:fs';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
-import { ConfigSchema, type Config, type RouteConfig, type ServerConfig } from './schema.js';
+import { DEFAULT_PERMISSIONS } from '../access/permissions.js';
+import { ConfigSchema, DICOMWEB_DEFAULTS, type Config, type RouteConfig, type ServerConfig } from './schema.js';
 
 export class ConfigError extends Error {
   constructor(readonly file: string, readonly problems: readonly string[]) {
@@ -48,6 +49,16 @@ function lineOf(doc: Document, lines: LineCounter, path: readonly PathKey[]): st
   return '';
 }
 
+/** The value at a key path of the interpolated document (zod 4 does not report the input it refused). */
+function valueAt(root: unknown, path: readonly PathKey[]): unknown {
+  let v = root;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PathKey, unknown>)[k];
+  }
+  return v;
+}
+
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
     Object.freeze(o);
@@ -75,19 +86,33 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       if (reported.has(formatPath(path))) continue; // already explained by a missing variable
       let message = issue.message;
       if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-      else if (issue.code === 'invalid_type' && issue.input === undefined) message = `missing required key (expected ${issue.expected})`;
+      else if (issue.code === 'invalid_type' && valueAt(raw, path) === undefined) message = `missing required key (expected ${issue.expected})`;
       problems.push({ path, message });
     }
   }
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(file, problems.map((p) => `${file}${lineOf(doc, lines, p.path)}: ${formatPath(p.path)}: ${p.message}`));
   }
-  const { server, routes, identity } = parsed.data;
+  const { server, routes, identity, permissions } = parsed.data;
   const listenHost = server.listen.host.includes(':') ? `[${server.listen.host}]` : server.listen.host;
+  const warnings: string[] = [];
+  routes.forEach((r, i) => {
+    if (r.upstream && r.auth !== 'public' && r.expose === undefined) {
+      warnings.push(`${file}${lineOf(doc, lines, ['routes', i])}: routes[${i}] (${r.name}): exposes every path of ${r.upstream} to callers with the admin permission; `
+        + 'set expose: upstream to confirm, or expose: dicomweb to forward only DICOMweb');
+    }
+  });
   const compiled: Config = {
     file,
     server: { ...server, publicUrl: server.publicUrl ?? `http://${listenHost}:${server.listen.port}` } as ServerConfig,
-    routes: routes.map((r) => ({ ...r, stripPrefix: r.stripPrefix ?? r.upstream !== undefined }) as RouteConfig),
+    permissions: permissions ?? DEFAULT_PERMISSIONS,
+    warnings,
+    routes: routes.map((r) => ({
+      ...r,
+      stripPrefix: r.stripPrefix ?? r.upstream !== undefined,
+      expose: r.upstream ? r.expose ?? 'upstream' : undefined,
+      dicomweb: r.expose === 'dicomweb' ? r.dicomweb ?? DICOMWEB_DEFAULTS : undefined,
+    }) as RouteConfig),
     ...(identity ? {
       identity: {
         ...identity,

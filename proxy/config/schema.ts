@@ -1,5 +1,6 @@
 // routes.yaml → typed, validated Config. One zod schema gives both the checks and the types.
 import { z } from 'zod';
+import { PERMISSIONS } from '../access/operations.js';
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
@@ -55,8 +56,6 @@ const Name = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, { error: 'expected a lo
 /** Built-in authenticators a route may list. */
 export const AUTHENTICATORS = ['bearer'] as const;
 
-const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
-
 const TrustProxy = z.union([
   z.literal(false),
   z.number().int().min(0).max(10),
@@ -72,10 +71,14 @@ const Server = z.strictObject({
     request: Duration.default(600_000),
     keepAlive: Duration.default(5_000),
     shutdown: Duration.default(10_000),
+    /** A client that reads nothing of a response for this long is cut off (and its upstream request with it). */
+    send: Duration.default(30_000),
   }).prefault({}),
   limits: z.strictObject({
     maxHeaderSize: ByteSize.default(16 * 1024),
     maxBodySize: ByteSize.default(2 * 1024 ** 3),
+    /** Upstream requests one authenticated user may have in flight at once (429 beyond); 0: no limit. */
+    concurrencyPerUser: z.number().int().min(0).default(16),
   }).prefault({}),
   admin: z.union([z.literal(false), z.strictObject({ listen: ListenAddress.prefault('127.0.0.1:9090') })]).prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -122,6 +125,31 @@ const Cors = z.strictObject({
   maxAge: Duration.default(600_000),
 });
 
+const Permission = z.enum(PERMISSIONS, { error: `expected a permission: one of ${PERMISSIONS.join(', ')} (roles map to permissions in the top-level permissions table)` });
+
+/** Which permissions a route grants at most. */
+const Allow = z.array(Permission, {
+  error: `expected a list of permissions such as [view, upload] (one of ${PERMISSIONS.join(', ')}); method → roles rules were replaced by permissions, see README § Permissions`,
+}).min(1);
+
+const DicomwebPath = z.string().regex(/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/, { error: 'expected a path below the route such as /dicom-web (no trailing slash)' });
+
+const Dicomweb = z.strictObject({
+  /** DICOMweb roots below the route path: QIDO-RS, WADO-RS and STOW-RS live there. */
+  roots: z.array(DicomwebPath).min(1).default(['/dicom-web']),
+  /** The WADO-URI endpoint below the route path, or false. */
+  wadoUri: z.union([z.literal(false), DicomwebPath]).default('/wado'),
+  /** Forward DELETE on studies/series/instances (the upstream must support it; Orthanc's DICOMweb plugin does not). */
+  delete: z.boolean().default(false),
+});
+
+export const DICOMWEB_DEFAULTS = Object.freeze(Dicomweb.parse({}));
+
+/** Cookies a route passes upstream: none (default), all (but the gateway's own), or the names listed. */
+const Cookies = z.union([z.literal('none'), z.literal('all'), z.array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/)).min(1)], {
+  error: 'expected none, all, or a list of cookie names',
+});
+
 const UpstreamAuth = z.strictObject({
   basic: z.strictObject({ username: z.string().min(1), password: z.string().min(1) }),
 });
@@ -143,8 +171,11 @@ const Route = z.strictObject({
   static: z.literal('ohif', { error: 'expected "ohif" (the only built-in static site)' }).optional(),
   ohif: Ohif.optional(),
   auth: z.union([z.literal('public'), z.array(z.enum(AUTHENTICATORS)).min(1)], { error: `expected "public" or a list of authenticators from [${AUTHENTICATORS.join(', ')}]` }),
-  /** Method → roles that may use it ('*' as a method: every other method; '*' as a role: any authenticated caller). */
-  allow: z.partialRecord(z.enum([...HTTP_METHODS, '*']), z.array(z.string().min(1))).optional(),
+  /** What of the upstream the route exposes: the DICOMweb operation table, or every path (admins only). */
+  expose: z.enum(['dicomweb', 'upstream'], { error: 'expected dicomweb (the DICOMweb operation table) or upstream (every path of the upstream, admins only)' }).optional(),
+  dicomweb: Dicomweb.optional(),
+  /** The permissions this route grants at most; a caller's roles must grant the operation's permission too. */
+  allow: Allow.optional(),
   cors: Cors.optional(),
   /** Accept ?access_token= (RFC 6750 §2.3) for clients that cannot send headers (WADO-URI); it is removed before forwarding. */
   queryToken: z.boolean().default(false),
@@ -156,8 +187,8 @@ const Route = z.strictObject({
   forward: z.strictObject({
     /** Pass the client's own Authorization header upstream (off: upstream gets the gateway's credentials). */
     authorization: z.boolean().default(false),
-    /** Pass the gateway's own cookies upstream (other cookies always pass). */
-    gatewayCookies: z.boolean().default(false),
+    /** Cookies passed upstream: none, all (never the gateway's own pgw_* cookies), or the names listed. */
+    cookies: Cookies.default('none'),
     /**
      * Orthanc's DICOMweb plugin builds absolute links (BulkDataURI, RetrieveURL) from the Forwarded
      * header's host and knows nothing of the route prefix: put the prefix into that host (unquoted,
@@ -174,9 +205,13 @@ const Route = z.strictObject({
   }).prefault({}),
 });
 
+const RoleName = z.string().regex(/^[^\s]{1,128}$/, { error: 'expected a role name as it appears in tokens' });
+
 export const ConfigSchema = z.strictObject({
   server: Server.prefault({}),
   identity: Identity.optional(),
+  /** Role → permissions. Absent: the built-in table for the demo roles (viewer, uploader, admin). */
+  permissions: z.record(RoleName, z.array(Permission)).optional(),
   routes: z.array(Route).min(1, { error: 'expected at least one route' }),
 }).superRefine((cfg, ctx) => {
   const seenNames = new Map<string, number>();
@@ -191,8 +226,13 @@ export const ConfigSchema = z.strictObject({
     if ((r.upstream === undefined) === (r.static === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['routes', i], message: 'expected exactly one of "upstream" or "static"' });
     }
-    if (r.static && (r.upstreamAuth || r.websocket || r.stripPrefix !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['routes', i], message: 'upstreamAuth, websocket and stripPrefix apply only to upstream routes' });
+    if (r.static && (r.upstreamAuth || r.websocket || r.stripPrefix !== undefined || r.expose || r.dicomweb)) {
+      ctx.addIssue({ code: 'custom', path: ['routes', i], message: 'upstreamAuth, websocket, stripPrefix, expose and dicomweb apply only to upstream routes' });
+    }
+    if (r.dicomweb && r.expose !== 'dicomweb') ctx.addIssue({ code: 'custom', path: ['routes', i, 'dicomweb'], message: 'the dicomweb section needs expose: dicomweb' });
+    if (r.expose === 'dicomweb' && r.websocket) ctx.addIssue({ code: 'custom', path: ['routes', i, 'websocket'], message: 'a DICOMweb route carries no WebSocket upgrades' });
+    if (r.upstream && r.auth !== 'public' && r.expose !== 'dicomweb' && r.allow && !r.allow.includes('admin')) {
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'every request on a route exposing the whole upstream is the upstream-rest operation, which needs the admin permission: add admin here, or set expose: dicomweb' });
     }
     if (r.ohif && r.static !== 'ohif') ctx.addIssue({ code: 'custom', path: ['routes', i, 'ohif'], message: 'the ohif section needs static: ohif' });
     if (r.static === 'ohif') {
@@ -204,9 +244,9 @@ export const ConfigSchema = z.strictObject({
     }
     if (r.auth !== 'public') {
       if (!cfg.identity) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: `authenticator ${r.auth.join(', ')} needs an identity section (issuer, audience)` });
-      if (!r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'an authenticated route needs allow rules (method → roles), e.g. { GET: [viewer] }' });
+      if (!r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'an authenticated route needs allow: the permissions it grants, e.g. [view, upload]' });
     } else {
-      if (r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'allow rules need an authenticated route (auth: [bearer])' });
+      if (r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'allow needs an authenticated route (auth: [bearer])' });
       if (r.queryToken) ctx.addIssue({ code: 'custom', path: ['routes', i, 'queryToken'], message: 'queryToken needs auth: [bearer]' });
       if (r.forward.identity) ctx.addIssue({ code: 'custom', path: ['routes', i, 'forward', 'identity'], message: 'forward.identity needs an authenticated route' });
     }
@@ -215,12 +255,21 @@ export const ConfigSchema = z.strictObject({
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
 type ParsedConfig = z.output<typeof ConfigSchema>;
-export type RouteConfig = ParsedConfig['routes'][number] & { readonly stripPrefix: boolean };
+export type RouteConfig = ParsedConfig['routes'][number] & {
+  readonly stripPrefix: boolean;
+  /** Resolved: upstream routes default to the whole upstream; static routes have none. */
+  readonly expose: 'dicomweb' | 'upstream' | undefined;
+  readonly dicomweb: z.output<typeof Dicomweb> | undefined;
+};
 export type ServerConfig = ParsedConfig['server'] & { readonly publicUrl: string };
 export type IdentityConfig = NonNullable<ParsedConfig['identity']> & { readonly roleClaims: readonly string[] };
 export interface Config {
   readonly file: string;
   readonly server: ServerConfig;
   readonly identity?: IdentityConfig;
+  /** Role → permissions (the built-in table when routes.yaml has none). */
+  readonly permissions: Readonly<Record<string, readonly z.output<typeof Permission>[]>>;
   readonly routes: readonly RouteConfig[];
+  /** Things that work but deserve a look (printed by --check and logged at start). */
+  readonly warnings: readonly string[];
 }

@@ -9,15 +9,24 @@ import { util as undiciUtil } from 'undici';
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade', 'expect', 'transfer-encoding'];
 /** Headers the gateway sets itself; a client-sent copy is always dropped. */
 export const GATEWAY_SET = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'forwarded', 'x-real-ip', 'x-forwarded-user', 'x-forwarded-roles', 'x-request-id'];
-/** Cookie names the gateway owns (sessions, login state); never shown to a backend unless asked. */
-export const GATEWAY_COOKIE = /^(__Host-)?pgw[._-]/;
+/** Cookie names the gateway owns (sessions, login state, shares): never shown to a backend. Any case. */
+export const GATEWAY_COOKIE = /^(?:__Host-|__Secure-)?pgw[._-]/i;
 
 const NEVER_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_SET, 'host']);
 
-export function withoutGatewayCookies(cookie: string): string | undefined {
-  if (!cookie.includes('pgw')) return cookie;
-  const kept = cookie.split(';').filter((c) => !GATEWAY_COOKIE.test(c.trim()));
-  return kept.length === 0 ? undefined : kept.join(';').trim();
+/** Which cookies a route passes upstream: none, all but the gateway's own, or those named. */
+export type CookiePolicy = 'none' | 'all' | ReadonlySet<string>;
+
+/** The Cookie header an upstream gets under `policy`, or undefined for none. */
+export function upstreamCookies(cookie: string, policy: CookiePolicy): string | undefined {
+  if (policy === 'none') return undefined;
+  const kept = cookie.split(';').map((c) => c.trim()).filter((c) => {
+    if (!c || GATEWAY_COOKIE.test(c)) return false;
+    if (policy === 'all') return true;
+    const eq = c.indexOf('=');
+    return policy.has(eq < 0 ? c : c.slice(0, eq));
+  });
+  return kept.length === 0 ? undefined : kept.join('; ');
 }
 
 export interface ForwardedFacts { readonly clientChain: readonly string[]; readonly proto: string; readonly host: string }
@@ -41,18 +50,21 @@ const firstValue = (v: string | string[] | undefined): string | undefined => {
 };
 
 /**
- * The client address chain (nearest first), protocol and host as the gateway believes them:
- * client-sent X-Forwarded-* count only when they arrive through trusted hops.
+ * The client address chain (nearest first), protocol and host as the gateway believes them. Only
+ * a trusted proxy may name the host and protocol (X-Forwarded-Host/-Proto, else its Host header);
+ * for a client that reached the gateway directly they are server.publicUrl's: the client's own Host
+ * header never ends up in links an upstream writes (BulkDataURI, RetrieveURL) or in its logs.
  */
-export function forwardedFacts(req: IncomingMessage, trust: TrustFn, fallbackHost: string): ForwardedFacts {
+export function forwardedFacts(req: IncomingMessage, trust: TrustFn, publicUrl: URL): ForwardedFacts {
   const peer = req.socket.remoteAddress ?? '';
   const peerTrusted = !trust.none && trust(peer, 0);
-  const chain = peerTrusted ? proxyAddr.all(req, trust) : [peer];
+  if (!peerTrusted) return { clientChain: [peer], proto: publicUrl.protocol === 'https:' ? 'https' : 'http', host: publicUrl.host };
+  const chain = proxyAddr.all(req, trust);
   const encrypted = 'encrypted' in req.socket && Boolean(req.socket.encrypted);
-  const proto = (peerTrusted && firstValue(req.headers['x-forwarded-proto'])) || (encrypted ? 'https' : 'http');
-  const claimed = (peerTrusted && firstValue(req.headers['x-forwarded-host'])) || req.headers.host || '';
+  const proto = firstValue(req.headers['x-forwarded-proto']) || (encrypted ? 'https' : 'http');
+  const claimed = firstValue(req.headers['x-forwarded-host']) || req.headers.host || '';
   // The host ends up in links and in Forwarded: only a plain host[:port] passes, anything else is replaced.
-  const host = HOST_SYNTAX.test(claimed) ? claimed : fallbackHost;
+  const host = HOST_SYNTAX.test(claimed) ? claimed : publicUrl.host;
   return { clientChain: chain, proto: proto.toLowerCase() === 'https' ? 'https' : 'http', host };
 }
 
@@ -63,7 +75,7 @@ export interface UpstreamHeaderOptions {
   /** Orthanc reads Forwarded's host verbatim (quotes included) and appends its own root to it. */
   readonly orthancLinks: boolean;
   readonly forwardAuthorization: boolean;
-  readonly forwardGatewayCookies: boolean;
+  readonly cookies: CookiePolicy;
   /** Keep Connection/Upgrade (WebSocket handshakes). */
   readonly upgrade: boolean;
 }
@@ -111,8 +123,8 @@ export function upstreamHeaders(src: IncomingHttpHeaders, forwarding: readonly s
     const value = src[name];
     if (value === undefined) continue;
     if (name === 'authorization' && !opts.forwardAuthorization) continue;
-    if (name === 'cookie' && !opts.forwardGatewayCookies) {
-      const kept = withoutGatewayCookies(value as string);
+    if (name === 'cookie') {
+      const kept = upstreamCookies(value as string, opts.cookies);
       if (kept !== undefined) out.push('cookie', kept);
       continue;
     }

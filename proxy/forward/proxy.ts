@@ -11,16 +11,20 @@ import type { Exchange } from '../exchange.js';
 import type { RouteConfig } from '../config/schema.js';
 import { stripRoutePrefix } from '../routing.js';
 import type { Forwarder } from './forwarder.js';
-import { forwardedFacts, forwardingHeaders, headerObject, responseHeaderList, upstreamHeaders, type HeaderList, type TrustFn } from './headers.js';
+import { forwardedFacts, forwardingHeaders, headerObject, responseHeaderList, upstreamHeaders, type CookiePolicy, type HeaderList, type TrustFn } from './headers.js';
 
 export interface ProxyDeps {
   readonly trust: TrustFn;
-  /** Host used in forwarded headers when the client's Host is not a plain host[:port]. */
-  readonly publicHost: string;
+  /** server.publicUrl: host and protocol of the links upstreams write, for clients not behind a trusted proxy. */
+  readonly publicUrl: URL;
   readonly maxBodySize: number;
+  /** A client that reads nothing of a response for this long is cut off (0: never). */
+  readonly sendTimeout: number;
   readonly pools: UpstreamPools;
   readonly onError: (ex: Exchange, err: GatewayError) => void;
   readonly onUpstreamError: (route: string, kind: 'refused' | 'timeout' | 'reset' | 'auth') => void;
+  /** An upstream 5xx withheld from the caller: its status and the start of its body, for the log. */
+  readonly onUpstreamFailure: (ex: Exchange, status: number, excerpt: string) => void;
 }
 
 /** One keep-alive connection pool per upstream origin, shared by every route that targets it. */
@@ -53,6 +57,17 @@ export function createUpstreamPools(): UpstreamPools {
 
 /** Header values must be visible ASCII; anything else (a user name with accents) is percent-encoded. */
 const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v));
+
+/** The query without access_token parameters (any case or percent-encoding of the name): a token never goes upstream. */
+export function withoutAccessToken(query: string): string {
+  if (!query || !/access_token|%/i.test(query)) return query;
+  return query.split('&').filter((pair) => {
+    const eq = pair.indexOf('=');
+    let name = eq < 0 ? pair : pair.slice(0, eq);
+    try { name = decodeURIComponent(name.replace(/\+/g, ' ')); } catch { /* judged as sent */ }
+    return name.trim().toLowerCase() !== 'access_token';
+  }).join('&');
+}
 
 /** includefield=a,b → includefield=a&includefield=b; other parameters untouched. */
 export function splitIncludeField(query: string): string {
@@ -87,6 +102,9 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   private resume: (() => void) | undefined;
   private waitingForDrain = false;
   private done = false;
+  /** Set while an upstream 5xx is withheld: its status and the first bytes of its body (for the log). */
+  private failure: { readonly status: number; excerpt: string } | undefined;
+  private sendTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly ex: Exchange, private readonly route: RelayRoute) {}
 
@@ -105,6 +123,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true; // 1xx: the final answer follows
     const { res } = this.ex;
+    if (statusCode >= 500 && !this.route.showsUpstreamFailures(this.ex)) {
+      // The upstream's error text (internal paths, what it found on its network) is not the caller's
+      // to read: the body goes to the log, the caller gets the gateway's own 502 once it has ended.
+      this.failure = { status: statusCode, excerpt: '' };
+      return true;
+    }
     // The upstream refused the gateway's own credentials: a Basic challenge would only make a
     // browser prompt for a password the user must never know.
     const refusedUs = this.route.hidesChallenge && statusCode === 401;
@@ -122,10 +146,22 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     const { res } = this.ex;
+    if (this.failure) {
+      if (this.failure.excerpt.length < FAILURE_EXCERPT) this.failure.excerpt += chunk.toString('utf8', 0, FAILURE_EXCERPT);
+      return true;
+    }
     if (res.write(chunk)) return true;
     if (!this.waitingForDrain) {
       this.waitingForDrain = true;
-      res.once('drain', () => { this.waitingForDrain = false; this.resume?.(); });
+      const timeout = this.route.sendTimeout;
+      // A client that stops reading holds an upstream connection (and, on Orthanc, a worker thread):
+      // past the send timeout it is cut off, which aborts the upstream request too.
+      if (timeout > 0) this.sendTimer = setTimeout(() => { this.ex.errorCode = 'SEND_TIMEOUT'; res.destroy(); }, timeout);
+      res.once('drain', () => {
+        this.waitingForDrain = false;
+        if (this.sendTimer) { clearTimeout(this.sendTimer); this.sendTimer = undefined; }
+        this.resume?.();
+      });
     }
     return false;
   }
@@ -133,10 +169,15 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onComplete(): void {
     this.done = true;
     this.ex.upstreamCall = undefined;
+    if (this.failure) {
+      this.route.withheld(this.ex, this.failure.status, this.failure.excerpt.slice(0, FAILURE_EXCERPT));
+      return;
+    }
     this.ex.res.end();
   }
 
   onError(err: Error): void {
+    if (this.sendTimer) { clearTimeout(this.sendTimer); this.sendTimer = undefined; }
     if (this.done) return;
     this.done = true;
     this.ex.upstreamCall = undefined;
@@ -144,11 +185,19 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 }
 
+/** How much of a withheld upstream error body is kept for the log. */
+const FAILURE_EXCERPT = 1024;
+
 /** What a relay needs from its route; one object per route, so a request allocates no closures for it. */
 interface RelayRoute {
   /** The upstream gets the gateway's own credentials: its 401 challenge must not reach the client. */
   readonly hidesChallenge: boolean;
+  readonly sendTimeout: number;
   upstreamRefusedUs(): void;
+  /** Whether the caller may read an upstream's 5xx answer as it is (admins). */
+  showsUpstreamFailures(ex: Exchange): boolean;
+  /** An upstream 5xx was withheld: log it and answer with the gateway's own error. */
+  withheld(ex: Exchange, status: number, excerpt: string): void;
   fail(ex: Exchange, err: Error & { code?: string }): void;
 }
 
@@ -166,11 +215,14 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     : undefined;
   const limit = route.maxBodySize ?? deps.maxBodySize;
   const prefix = route.stripPrefix && route.path !== '/' ? route.path : undefined;
+  const cookies: CookiePolicy = Array.isArray(route.forward.cookies) ? new Set(route.forward.cookies) : route.forward.cookies as 'none' | 'all';
   const headerOpts = (upgrade: boolean) => ({
     prefix, orthancLinks: route.forward.orthancLinks, upgrade,
     // The gateway's own upstream credentials replace the client's Authorization.
-    forwardAuthorization: route.forward.authorization && !route.upstreamAuth, forwardGatewayCookies: route.forward.gatewayCookies,
+    forwardAuthorization: route.forward.authorization && !route.upstreamAuth, cookies,
   });
+  // A route that passes the client's own credentials upstream (the IdP) passes its query as sent.
+  const stripsAccessToken = !route.forward.authorization;
   const webOpts = headerOpts(false);
   const wsOpts = headerOpts(true);
 
@@ -178,25 +230,25 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
   function upstreamPath(ex: Exchange): string {
     const t = ex.target!;
     const path = route.stripPrefix ? stripRoutePrefix(t.path, route.path) : t.path;
-    const query = route.forward.splitIncludeField ? splitIncludeField(t.query) : t.query;
+    const sent = stripsAccessToken ? withoutAccessToken(t.query) : t.query;
+    const query = route.forward.splitIncludeField ? splitIncludeField(sent) : sent;
     const full = basePath + path;
     return query ? `${full}?${query}` : full;
   }
 
   /**
    * The gateway's forwarding headers for a request. Without trusted proxies they depend only on the
-   * connection (peer address, TLS) and the Host header, so each connection keeps the last list with
-   * the Host it was made for, and a keep-alive client's next request with the same Host reuses it.
+   * connection's peer address (host and protocol are server.publicUrl's), so each connection keeps
+   * its list and every request of a keep-alive client reuses it.
    */
-  const forwardingByConnection = new WeakMap<object, { readonly host: string | undefined; readonly list: readonly string[] }>();
+  const forwardingByConnection = new WeakMap<object, readonly string[]>();
   function forwardingFor(ex: Exchange): readonly string[] {
     const { req } = ex;
-    if (!deps.trust.none) return forwardingHeaders(forwardedFacts(req, deps.trust, deps.publicHost), webOpts);
-    const host = req.headers.host;
+    if (!deps.trust.none) return forwardingHeaders(forwardedFacts(req, deps.trust, deps.publicUrl), webOpts);
     const known = forwardingByConnection.get(req.socket);
-    if (known && known.host === host) return known.list;
-    const list = forwardingHeaders(forwardedFacts(req, deps.trust, deps.publicHost), webOpts);
-    forwardingByConnection.set(req.socket, { host, list });
+    if (known) return known;
+    const list = forwardingHeaders(forwardedFacts(req, deps.trust, deps.publicUrl), webOpts);
+    forwardingByConnection.set(req.socket, list);
     return list;
   }
 
@@ -211,15 +263,14 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     return h;
   }
 
-  /** Refuses declared-too-large bodies up front; streamed (chunked) ones are cut at the limit. */
-  function bodyOf(ex: Exchange): Dispatcher.DispatchOptions['body'] | false {
+  /**
+   * The request body for undici. Declared-too-large bodies were refused before authentication
+   * (request-checks.ts); streamed (chunked) ones are cut at the limit here.
+   */
+  function bodyOf(ex: Exchange): Dispatcher.DispatchOptions['body'] {
     const { req } = ex;
     const declared = req.headers['content-length'];
     const chunked = req.headers['transfer-encoding'] !== undefined;
-    if (declared !== undefined && Number(declared) > limit) {
-      deps.onError(ex, new GatewayError('PAYLOAD_TOO_LARGE', `request body over the ${limit}-byte limit of this route`));
-      return false;
-    }
     if (!chunked && (declared === undefined || declared === '0')) return null;
     if (!chunked) return req;
     // A chunked body has no declared size: it passes through a counter that fails the stream at the
@@ -251,7 +302,17 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     else deps.onError(ex, new GatewayError('UPSTREAM_UNAVAILABLE', kind === 'refused' ? 'the upstream is unreachable' : 'the upstream closed the connection'));
   }
 
-  const relayRoute: RelayRoute = { hidesChallenge: basic !== undefined, upstreamRefusedUs: () => deps.onUpstreamError(route.name, 'auth'), fail };
+  const relayRoute: RelayRoute = {
+    hidesChallenge: basic !== undefined,
+    sendTimeout: deps.sendTimeout,
+    upstreamRefusedUs: () => deps.onUpstreamError(route.name, 'auth'),
+    showsUpstreamFailures: (ex) => ex.principal?.permissions.has('admin') === true,
+    withheld(ex, status, excerpt) {
+      deps.onUpstreamFailure(ex, status, excerpt);
+      deps.onError(ex, new GatewayError('UPSTREAM_ERROR', `the upstream failed to answer this request (HTTP ${status}); the gateway logged the details under this request id`));
+    },
+    fail,
+  };
 
   const ws = route.websocket ? new ProxyServer({ target, changeOrigin: true, xfwd: false, ws: true }) : undefined;
   // Errors without a callback must never reach http-proxy-3's default handler, which throws.
@@ -260,7 +321,6 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
   return {
     forward(ex) {
       const body = bodyOf(ex);
-      if (body === false) return;
       const handler = new ResponseRelay(ex, relayRoute);
       pool.dispatch({
         path: upstreamPath(ex), method: ex.req.method as Dispatcher.HttpMethod, headers: headersFor(ex, false) as string[], body,

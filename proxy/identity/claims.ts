@@ -1,5 +1,6 @@
 // Reads a Principal out of verified access-token claims, by the configured claim paths.
 import type { JWTPayload } from 'jose';
+import type { Permission } from '../access/operations.js';
 import type { Principal } from './principal.js';
 
 /** Compiles "realm_access.roles" into a reader of string arrays (or space-separated strings). */
@@ -16,7 +17,11 @@ export function compileClaimPath(path: string): (claims: JWTPayload) => readonly
   };
 }
 
-export interface ClaimReaders { readonly roles: ReadonlyArray<(c: JWTPayload) => readonly string[]>; readonly username: string }
+export interface ClaimReaders {
+  readonly roles: ReadonlyArray<(c: JWTPayload) => readonly string[]>;
+  readonly username: string;
+  readonly permissionsOf: (roles: Iterable<string>) => ReadonlySet<Permission>;
+}
 
 export function principalFromClaims(claims: JWTPayload, readers: ClaimReaders, expiresAt: number): Principal {
   const roles = new Set<string>();
@@ -28,6 +33,6 @@ export function principalFromClaims(claims: JWTPayload, readers: ClaimReaders, e
   return Object.freeze({
     subject: claims.sub as string,
     ...(typeof username === 'string' ? { username } : {}),
-    roles, scopes, via: 'bearer' as const, expiresAt,
+    roles, scopes, permissions: readers.permissionsOf(roles), via: 'bearer' as const, expiresAt,
   });
 }

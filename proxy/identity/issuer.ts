@@ -3,6 +3,7 @@ import type { IdentityConfig } from '../config/schema.js';
 import type { ReadinessCheck } from '../ops/health.js';
 import type { Logger } from '../ops/log.js';
 import type { Metrics } from '../ops/metrics.js';
+import type { ClaimReaders } from './claims.js';
 import { createTokenVerifier, type TokenVerifier } from './bearer.js';
 import { createKeySet, type KeySet } from './jwks.js';
 
@@ -13,14 +14,14 @@ export interface Issuer {
   readonly readiness: ReadinessCheck;
 }
 
-export function createIssuer(identity: IdentityConfig, log: Logger, metrics: Metrics): Issuer {
+export function createIssuer(identity: IdentityConfig, log: Logger, metrics: Metrics, permissionsOf: ClaimReaders['permissionsOf']): Issuer {
   const keySet: KeySet = createKeySet(identity, log, {
     onFetch: (result) => {
       metrics.jwksFetches.inc({ result });
       metrics.jwksStale.set(keySet.status().stale ? 1 : 0);
     },
   });
-  const verifier = createTokenVerifier(identity, keySet);
+  const verifier = createTokenVerifier(identity, keySet, permissionsOf);
   metrics.trackTokenCache(verifier.cacheStats);
   const readiness: ReadinessCheck = {
     name: 'identity',

@@ -26,3 +26,20 @@ export async function runChecks(checks: readonly ReadinessCheck[]): Promise<{ re
   const results = await Promise.all(checks.map(async (c) => [c.name, await c.check()] as const));
   return { ready: results.every(([, r]) => r.ok), checks: Object.fromEntries(results) };
 }
+
+type Readiness = Awaited<ReturnType<typeof runChecks>>;
+
+/** One round of checks shared by every caller within `ttlMs` (and by concurrent callers while it runs). */
+export function cachedReadiness(run: () => Promise<Readiness>, ttlMs: number): () => Promise<Readiness> {
+  let last: { at: number; result: Promise<Readiness> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (!last || now - last.at >= ttlMs) {
+      const result = run();
+      last = { at: now, result };
+      // A round that throws is not kept: the next caller tries again.
+      result.catch(() => { if (last?.result === result) last = undefined; });
+    }
+    return last.result;
+  };
+}

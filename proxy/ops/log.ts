@@ -91,6 +91,8 @@ export interface AccessRecord {
   /** The query string with credential-like values redacted (redactQuery). */
   readonly query: string | undefined;
   readonly route: string;
+  /** The operation (operation table), or "-" where none applies. */
+  readonly operation: string;
   readonly status: number;
   /** Time to the end of the response, in milliseconds (written rounded to a tenth). */
   readonly ms: number;
@@ -149,24 +151,38 @@ export function createAccessLog(log: Logger): AccessLog | undefined {
   const afterTime = `"${bindings ? `,${bindings}` : ''},"reqId":`;
   const method = quotedOnce();
   const route = quotedOnce();
+  const operation = quotedOnce();
   return (r) => {
     stream.write(`${head}${nowIso()}${afterTime}${q(r.reqId)},"method":${method(r.method)},"path":${q(r.path)}${
-      r.query ? `,"query":${q(r.query)}` : ''},"route":${route(r.route)},"status":${n(r.status)},"ms":${ms1(r.ms)},"bytes":${n(r.bytes)}${
+      r.query ? `,"query":${q(r.query)}` : ''},"route":${route(r.route)},"op":${operation(r.operation)},"status":${n(r.status)},"ms":${ms1(r.ms)},"bytes":${n(r.bytes)}${
       r.sub !== undefined ? `,"sub":${q(r.sub)}` : ''}${r.error !== undefined ? `,"error":${q(r.error)}` : ''}${
       r.aborted ? ',"aborted":true' : ''},"msg":"request"}\n`);
   };
 }
 
-const SENSITIVE_QUERY = /^(access_token|token|id_token|refresh_token|code|state|password|key|api_key|share)$/i;
+/**
+ * Query parameters whose values are credentials or single-use secrets: OAuth/OIDC (RFC 6749, 6750,
+ * 7636, 8628, OIDC logout), API keys and share codes. Names are compared decoded and in any case;
+ * anything ending in token, secret, password or key is redacted too.
+ */
+const SENSITIVE_QUERY = /^(?:code|state|nonce|session_state|id_token_hint|assertion|client_assertion|code_verifier|user_code|share|share_code|sig|signature|[a-z0-9_.-]*(?:token|secret|password|passwd|key))$/i;
 
-/** The query string with the values of credential-like parameters replaced, for log lines. */
+/** A JWS/JWT in compact form ("eyJ…" header, two dots), wherever it stands. */
+const LOOKS_LIKE_JWT = /eyJ[A-Za-z0-9_-]{4,}(?:\.|%2e)[A-Za-z0-9_-]*(?:\.|%2e)/i;
+
+/**
+ * The query string with the values of credential-like parameters replaced, for log lines. A part
+ * that carries a JWT under any other name (or no name) is redacted as well.
+ */
 export function redactQuery(query: string): string {
   if (!query) return '';
   return query.split('&').map((pair) => {
     const eq = pair.indexOf('=');
     const name = eq < 0 ? pair : pair.slice(0, eq);
     let decoded = name;
-    try { decoded = decodeURIComponent(name); } catch { /* keep raw */ }
-    return eq >= 0 && SENSITIVE_QUERY.test(decoded) ? `${name}=[redacted]` : pair;
+    try { decoded = decodeURIComponent(name.replace(/\+/g, ' ')).trim(); } catch { /* keep raw */ }
+    if (eq >= 0 && SENSITIVE_QUERY.test(decoded)) return `${name}=[redacted]`;
+    if (LOOKS_LIKE_JWT.test(pair)) return eq >= 0 && !LOOKS_LIKE_JWT.test(name) ? `${name}=[redacted]` : '[redacted]';
+    return pair;
   }).join('&');
 }

@@ -4,7 +4,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 export interface Metrics {
   readonly registry: Registry;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
-  readonly denials: Counter<'route' | 'code'>;
+  readonly denials: Counter<'route' | 'operation' | 'code'>;
   readonly jwksFetches: Counter<'result'>;
   readonly jwksStale: Gauge;
   /**
@@ -13,7 +13,7 @@ export interface Metrics {
    */
   trackTokenCache(stats: () => { readonly hits: number; readonly misses: number }): void;
   /** Counts and times one answered request (pacs_gateway_requests_total, pacs_gateway_request_duration_seconds). */
-  observeRequest(route: string, method: string, status: number, seconds: number): void;
+  observeRequest(route: string, operation: string, method: string, status: number, seconds: number): void;
 }
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -21,7 +21,7 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 const MAX_SERIES = 10_000;
 
 interface Timing { readonly route: string; readonly buckets: Float64Array; sum: number; count: number }
-interface Tally { readonly route: string; readonly method: string; readonly status: string; n: number }
+interface Tally { readonly route: string; readonly operation: string; readonly method: string; readonly status: string; n: number }
 
 /**
  * The two per-request metrics, recorded into plain counters and rendered by prom-client only when
@@ -35,10 +35,10 @@ function requestMetrics(registry: Registry) {
   const requestsName = 'pacs_gateway_requests_total';
   const durationName = 'pacs_gateway_request_duration_seconds';
   const counter = {
-    name: requestsName, help: 'Requests answered, by route, method and status', type: 'counter', aggregator: 'sum',
+    name: requestsName, help: 'Requests answered, by route, operation, method and status', type: 'counter', aggregator: 'sum',
     get: async () => ({
       name: requestsName, help: counter.help, type: 'counter', aggregator: 'sum',
-      values: tallies.map((t) => ({ labels: { route: t.route, method: t.method, status: t.status }, value: t.n })),
+      values: tallies.map((t) => ({ labels: { route: t.route, operation: t.operation, method: t.method, status: t.status }, value: t.n })),
     }),
   };
   const histogram = {
@@ -62,23 +62,26 @@ function requestMetrics(registry: Registry) {
   };
   registry.registerMetric(counter as never);
   registry.registerMetric(histogram as never);
-  // route → method → status → tally: each step looks up a value that is usually the very same string
-  // (route names, Node's method strings) or a small integer, so no key is built per request.
-  const byRoute = new Map<string, Map<string, Map<number, Tally>>>();
-  const tallyFor = (route: string, method: string, status: number): Tally | undefined => {
-    const known = byRoute.get(route)?.get(method)?.get(status);
+  // route → operation → method → status → tally: each step looks up a value that is usually the very
+  // same string (route and operation names, Node's method strings) or a small integer, so no key is
+  // built per request.
+  const byRoute = new Map<string, Map<string, Map<string, Map<number, Tally>>>>();
+  const tallyFor = (route: string, operation: string, method: string, status: number): Tally | undefined => {
+    const known = byRoute.get(route)?.get(operation)?.get(method)?.get(status);
     if (known || tallies.length >= MAX_SERIES) return known; // past the bound nothing new is kept, not even a map
-    let byMethod = byRoute.get(route);
-    if (!byMethod) { byMethod = new Map(); byRoute.set(route, byMethod); }
+    let byOperation = byRoute.get(route);
+    if (!byOperation) { byOperation = new Map(); byRoute.set(route, byOperation); }
+    let byMethod = byOperation.get(operation);
+    if (!byMethod) { byMethod = new Map(); byOperation.set(operation, byMethod); }
     let byStatus = byMethod.get(method);
     if (!byStatus) { byStatus = new Map(); byMethod.set(method, byStatus); }
-    const tally: Tally = { route, method, status: String(status), n: 0 };
+    const tally: Tally = { route, operation, method, status: String(status), n: 0 };
     byStatus.set(status, tally);
     tallies.push(tally);
     return tally;
   };
-  return (route: string, method: string, status: number, seconds: number): void => {
-    const tally = tallyFor(route, method, status);
+  return (route: string, operation: string, method: string, status: number, seconds: number): void => {
+    const tally = tallyFor(route, operation, method, status);
     if (tally) tally.n++;
     let timing = timings.get(route);
     if (!timing) { timing = { route, buckets: new Float64Array(DURATION_BUCKETS.length), sum: 0, count: 0 }; timings.set(route, timing); }
@@ -108,8 +111,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   });
   return {
     registry,
-    upstreamErrors: new Counter({ name: 'pacs_gateway_upstream_errors_total', help: 'Upstream failures, by route and kind (refused, timeout, reset)', labelNames: ['route', 'kind'], registers: [registry] }),
-    denials: new Counter({ name: 'pacs_gateway_denials_total', help: 'Requests refused by the gateway, by route and error code', labelNames: ['route', 'code'], registers: [registry] }),
+    upstreamErrors: new Counter({ name: 'pacs_gateway_upstream_errors_total', help: 'Upstream failures, by route and kind (refused, timeout, reset, auth, status: a 5xx answer)', labelNames: ['route', 'kind'], registers: [registry] }),
+    denials: new Counter({ name: 'pacs_gateway_denials_total', help: 'Requests refused by the gateway, by route, operation and error code', labelNames: ['route', 'operation', 'code'], registers: [registry] }),
     jwksFetches: new Counter({ name: 'pacs_gateway_jwks_fetches_total', help: 'Key set fetches from the identity provider (ok, error, suppressed by the cooldown)', labelNames: ['result'], registers: [registry] }),
     jwksStale: new Gauge({ name: 'pacs_gateway_jwks_stale', help: '1 while the last key set fetch failed and cached keys are used (stale-if-error)', registers: [registry] }),
     observeRequest,

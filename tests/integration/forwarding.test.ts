@@ -12,6 +12,7 @@ let deadPort: number;
 const yaml = (upstream: string, dead: string) => `
 server:
   listen: 127.0.0.1:0
+  publicUrl: https://pacs.example.org
   admin: { listen: 127.0.0.1:0 }
   limits: { maxHeaderSize: 8KB, maxBodySize: 1MB }
   timeouts: { shutdown: 3s }
@@ -19,7 +20,8 @@ routes:
   - { name: api, path: /api, upstream: ${upstream}, auth: public, timeout: 700ms,
       upstreamAuth: { basic: { username: gateway, password: upstream-secret } } }
   - { name: raw, path: /raw, upstream: ${upstream}, auth: public, stripPrefix: false,
-      forward: { authorization: true, gatewayCookies: true } }
+      forward: { authorization: true, cookies: all } }
+  - { name: named, path: /named, upstream: ${upstream}, auth: public, forward: { cookies: [theme, Other] } }
   - { name: both, path: /both, upstream: ${upstream}, auth: public, forward: { authorization: true },
       upstreamAuth: { basic: { username: gateway, password: upstream-secret } } }
   - { name: small, path: /small, upstream: ${upstream}, auth: public, maxBodySize: 1KB }
@@ -113,10 +115,11 @@ describe('header hygiene', () => {
     const h = echoed(r.text).headers;
     expect(h['x-forwarded-for']).toBe('127.0.0.1');
     expect(h['x-real-ip']).toBe('127.0.0.1');
-    expect(h['x-forwarded-host']).toBe(new URL(gw.url).host);
-    expect(h['x-forwarded-proto']).toBe('http');
+    // No trusted proxy: host and protocol are server.publicUrl's, never the client's Host.
+    expect(h['x-forwarded-host']).toBe('pacs.example.org');
+    expect(h['x-forwarded-proto']).toBe('https');
     expect(h['x-forwarded-prefix']).toBe('/api');
-    expect(h.forwarded).toBe(`for=127.0.0.1;host="${new URL(gw.url).host}";proto=http`);
+    expect(h.forwarded).toBe('for=127.0.0.1;host="pacs.example.org";proto=https');
     expect(h['x-forwarded-user']).toBeUndefined();
     expect(h['x-forwarded-roles']).toBeUndefined();
   });
@@ -125,7 +128,7 @@ describe('header hygiene', () => {
     const raw = await rawExchange(gw.url, 'GET /api/h HTTP/1.1\r\nHost: evil.example;proto=https\r\nConnection: close\r\n\r\n');
     expect(statusOf(raw)).toBe(200);
     const h = echoed(raw.slice(raw.indexOf('{'), raw.lastIndexOf('}') + 1)).headers;
-    expect(h['x-forwarded-host']).toBe('127.0.0.1:0'); // the configured public host
+    expect(h['x-forwarded-host']).toBe('pacs.example.org'); // the configured public host
     expect(h.forwarded).not.toContain('evil');
   });
 
@@ -142,17 +145,17 @@ describe('header hygiene', () => {
     expect(seen.headers.authorization).toBe(`Basic ${Buffer.from('gateway:upstream-secret').toString('base64')}`);
   });
 
-  test('forwarded headers follow the Host of every request on a kept-alive connection', async () => {
-    // Two requests on one connection: the forwarding headers remembered for the first must not be
-    // reused for the second, whose Host differs.
+  test('no request of a kept-alive connection gets its Host into forwarded headers', async () => {
+    // The forwarding headers are kept per connection: neither the first request's Host nor the
+    // second's may reach the upstream (links it writes would point wherever the client said).
     const one = (host: string) => `GET /api/h HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
     const raw = await rawExchange(gw.url, `${one('first.example:8443')}${one('second.example')}`);
     const bodies = raw.split(/HTTP\/1\.1 /).slice(1).map((r) => echoed(r.slice(r.indexOf('{'), r.lastIndexOf('}') + 1)).headers);
     expect(bodies).toHaveLength(2);
-    expect(bodies[0]!['x-forwarded-host']).toBe('first.example:8443');
-    expect(bodies[0]!.forwarded).toBe('for=127.0.0.1;host="first.example:8443";proto=http');
-    expect(bodies[1]!['x-forwarded-host']).toBe('second.example');
-    expect(bodies[1]!.forwarded).toBe('for=127.0.0.1;host="second.example";proto=http');
+    for (const b of bodies) {
+      expect(b['x-forwarded-host']).toBe('pacs.example.org');
+      expect(b.forwarded).toBe('for=127.0.0.1;host="pacs.example.org";proto=https');
+    }
   });
 
   test('without upstream credentials the client Authorization is dropped unless the route forwards it', async () => {
@@ -162,14 +165,16 @@ describe('header hygiene', () => {
     expect(echoed(raw.text).headers.authorization).toBe('Bearer client-token');
   });
 
-  test('gateway cookies are withheld from the upstream, other cookies pass', async () => {
-    const cookie = 'theme=dark; pgw_session=s3cr3t; __Host-pgw.sid=abc; other=1';
+  test('only the cookies a route names reach its upstream, never the gateway\'s own (any case)', async () => {
+    const cookie = 'theme=dark; pgw_session=s3cr3t; __Host-pgw.sid=abc; PGW_x=1; __Secure-Pgw-y=2; other=1; Other=2';
     const h = echoed((await request(gw.url, '/api/h', { headers: { cookie } })).text).headers;
-    expect(h.cookie).toBe('theme=dark; other=1');
-    const only = echoed((await request(gw.url, '/api/h', { headers: { cookie: 'pgw_session=s3cr3t' } })).text).headers;
+    expect(h.cookie).toBeUndefined(); // default: none
+    const all = echoed((await request(gw.url, '/raw/h', { headers: { cookie } })).text).headers;
+    expect(all.cookie).toBe('theme=dark; other=1; Other=2');
+    const named = echoed((await request(gw.url, '/named/h', { headers: { cookie } })).text).headers;
+    expect(named.cookie).toBe('theme=dark; Other=2');
+    const only = echoed((await request(gw.url, '/raw/h', { headers: { cookie: 'pgw_session=s3cr3t' } })).text).headers;
     expect(only.cookie).toBeUndefined();
-    const kept = echoed((await request(gw.url, '/raw/h', { headers: { cookie } })).text).headers;
-    expect(kept.cookie).toBe(cookie);
   });
 
   test('hop-by-hop request headers, and headers named in Connection, are removed', async () => {
@@ -409,7 +414,7 @@ describe('ops', () => {
   test('metrics are on the admin listener only', async () => {
     const m = await request(gw.adminUrl!, '/metrics');
     expect(m.status).toBe(200);
-    expect(m.text).toMatch(/pacs_gateway_requests_total\{route="api",method="GET",status="200"\} [1-9]/);
+    expect(m.text).toMatch(/pacs_gateway_requests_total\{route="api",operation="upstream-rest",method="GET",status="200"\} [1-9]/);
     expect(m.text).toContain('pacs_gateway_request_duration_seconds_bucket');
     expect((await request(gw.url, '/metrics')).status).toBe(404);
   });

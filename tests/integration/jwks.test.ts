@@ -16,10 +16,10 @@ identity:
   audience: pacs
   jwks: { cooldown: ${cooldown}, timeout: 1s }
 routes:
-  - { name: api, path: /pacs, upstream: ${echo.url}, auth: [bearer], allow: { GET: ['*'] } }
+  - { name: api, path: /pacs, upstream: ${echo.url}, expose: dicomweb, auth: [bearer], allow: [view] }
 `;
 
-const get = (gw: RunningGateway, token: string) => request(gw.url, '/pacs/x', { headers: { authorization: `Bearer ${token}` } });
+const get = (gw: RunningGateway, token: string) => request(gw.url, '/pacs/dicom-web/studies', { headers: { authorization: `Bearer ${token}` } });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -50,7 +50,7 @@ describe('with a running IdP', () => {
   }
 
   test('a burst of 1000 unknown kids costs at most one key set fetch per cooldown', async () => {
-    const real = decode(await idp.issueAccessToken({})).payload;
+    const real = decode(await idp.issueAccessToken({ realmRoles: ['viewer'] })).payload;
     const tokens = await Promise.all(Array.from({ length: 1000 }, (_, i) => signWithIdpKey(idp, real, { kid: `bogus-${i}` })));
     await sleep(700); // past the cooldown of the last fetch
     const before = idp.jwksFetchCount();
@@ -62,7 +62,7 @@ describe('with a running IdP', () => {
   });
 
   test('the cooldown holds while the IdP is failing, too', async () => {
-    const real = decode(await idp.issueAccessToken({})).payload;
+    const real = decode(await idp.issueAccessToken({ realmRoles: ['viewer'] })).payload;
     const tokens = await Promise.all(Array.from({ length: 300 }, (_, i) => signWithIdpKey(idp, real, { kid: `outage-${i}` })));
     await sleep(700);
     idp.setDown(true);
@@ -78,19 +78,19 @@ describe('with a running IdP', () => {
   });
 
   test('key rotation: new keys work without restart, old tokens keep working while their key is published', async () => {
-    const oldToken = await idp.issueAccessToken({});
+    const oldToken = await idp.issueAccessToken({ realmRoles: ['viewer'] });
     await idp.rotateKeys();
-    const newToken = await idp.issueAccessToken({});
+    const newToken = await idp.issueAccessToken({ realmRoles: ['viewer'] });
     expect(decode(newToken).header.kid).not.toBe(decode(oldToken).header.kid);
     await sleep(700);
     expect((await get(gw, newToken)).status).toBe(200);
     expect((await get(gw, oldToken)).status).toBe(200);
-    const oldEs = await idp.issueAccessToken({ alg: 'ES256' });
+    const oldEs = await idp.issueAccessToken({ alg: 'ES256', realmRoles: ['viewer'] });
     expect((await get(gw, oldEs)).status).toBe(200);
   });
 
   test('IdP down: held keys keep verifying (stale-if-error), and it shows in readiness and metrics', async () => {
-    const fresh = await idp.issueAccessToken({});
+    const fresh = await idp.issueAccessToken({ realmRoles: ['viewer'] });
     const real = decode(fresh).payload;
     idp.setDown(true);
     try {
@@ -115,7 +115,7 @@ test('the gateway starts while the IdP is down, fails closed, and recovers when 
   idp.setDown(true);
   const gw = await startGateway(config(idp.issuer, '30s'));
   try {
-    const token = await idp.issueAccessToken({});
+    const token = await idp.issueAccessToken({ realmRoles: ['viewer'] });
     const r = await get(gw, token);
     expect(r.status).toBe(503);
     expect(JSON.parse(r.text)).toMatchObject({ error: 'IDP_UNAVAILABLE' });

@@ -21,13 +21,13 @@ beforeAll(async () => {
   data = await loadDemoData(orthanc, { large: true, largeMegabytes: 40 });
   const creds = `upstreamAuth: { basic: { username: ${orthanc.username}, password: '${orthanc.password}' } }`;
   gw = await startGateway(`
-server: { listen: 127.0.0.1:0, admin: false }
+server: { listen: 127.0.0.1:0, publicUrl: 'http://pacs.test:8443', admin: false }
 identity: { issuer: ${idp.issuer}, audience: pacs }
 routes:
-  - { name: dicomweb, path: /pacs, upstream: ${orthanc.url}, auth: [bearer], allow: { GET: [viewer], POST: [uploader] },
+  - { name: dicomweb, path: /pacs, upstream: ${orthanc.url}, expose: dicomweb, auth: [bearer], allow: [view, download, upload],
       forward: { orthancLinks: true }, ${creds} }
-  - { name: open, path: /open-pacs, upstream: ${orthanc.url}, auth: public, forward: { orthancLinks: true }, ${creds} }
-  - { name: admin, path: /pacs-admin, upstream: ${orthanc.url}, auth: public, ${creds} }
+  - { name: open, path: /open-pacs, upstream: ${orthanc.url}, expose: dicomweb, auth: public, forward: { orthancLinks: true }, ${creds} }
+  - { name: admin, path: /pacs-admin, upstream: ${orthanc.url}, expose: upstream, auth: public, ${creds} }
 `);
 }, 90_000);
 
@@ -36,7 +36,8 @@ afterAll(async () => {
   await Promise.all([orthanc?.stop(), idp?.stop()]);
 });
 
-const gwHost = () => new URL(gw.url).host;
+/** Links are written for server.publicUrl, whatever Host the client sent. */
+const gwHost = () => 'pacs.test:8443';
 /** What Orthanc sees from the gateway, sent directly: the same links come back. */
 const direct = (path: string, prefix: string, headers: Record<string, string> = {}) => request(orthanc.url, path, {
   headers: { authorization: orthanc.authHeader, forwarded: `for=127.0.0.1;host=${gwHost()}${prefix};proto=http`, ...headers },
@@ -85,7 +86,7 @@ describe('through a public route, byte for byte', () => {
     expectSame(via, await direct(q, '/open-pacs'));
     const first = (JSON.parse(via.text) as DicomJson[])[0];
     const bulk = first?.['7FE00010']?.BulkDataURI as string;
-    expect(bulk.startsWith(`${gw.url}/open-pacs/dicom-web/studies/${i.studyInstanceUID}/`)).toBe(true);
+    expect(bulk.startsWith(`http://pacs.test:8443/open-pacs/dicom-web/studies/${i.studyInstanceUID}/`)).toBe(true);
     const followed = await request(gw.url, new URL(bulk).pathname);
     expect(followed.status).toBe(200);
   });
@@ -151,7 +152,7 @@ describe('through the bearer route', () => {
     expect((await direct(`/dicom-web/studies?StudyInstanceUID=${uid}`, '/pacs')).text).toBe('[]');
     const stored = await request(gw.url, '/pacs/dicom-web/studies', { method: 'POST', body, headers: { 'content-type': contentType, accept: 'application/dicom+json', authorization: `Bearer ${await token(['uploader'])}` } });
     expect(stored.status).toBe(200);
-    expect(stored.text).toContain(`${gw.url}/pacs/dicom-web/studies/${uid}`); // RetrieveURL through the gateway
+    expect(stored.text).toContain(`http://pacs.test:8443/pacs/dicom-web/studies/${uid}`); // RetrieveURL through the gateway
     const found = JSON.parse((await direct(`/dicom-web/studies?StudyInstanceUID=${uid}`, '/pacs')).text) as DicomJson[];
     expect(found).toHaveLength(1);
   });

@@ -179,7 +179,7 @@ describe('app-config.js', () => {
 server: { listen: 127.0.0.1:0, admin: false, publicUrl: 'http://pacs.example:8080' }
 identity: { issuer: 'http://pacs.example:8080/auth/realms/ohif', internalUrl: 'http://127.0.0.1:1/auth/realms/ohif', audience: [ohif-viewer], viewerClientId: ohif-viewer }
 routes:
-  - { name: dicomweb, path: /pacs, upstream: 'http://127.0.0.1:1', auth: [bearer], allow: { GET: [viewer] } }
+  - { name: dicomweb, path: /pacs, upstream: 'http://127.0.0.1:1', expose: dicomweb, auth: [bearer], allow: [view] }
   - { name: viewer, path: /, static: ohif, auth: public }
 `);
     try {

@@ -22,9 +22,13 @@ export interface EchoUpstream {
   stop(): Promise<void>;
 }
 
+/** What the upstream says when it fails: the kind of detail Orthanc gives (it maps the PACS's network). */
+export const UPSTREAM_FAILURE_TEXT = 'TCP Initialization Error: Connection refused (10.20.30.40:104)';
+
 /**
  * GET /stall never answers; /slow-body sends headers then stalls; /bytes/N streams N bytes; /delay/MS answers late;
- * /status/N answers with that status; /cookies sets two cookies and its own X-Request-Id and
+ * /status/N answers with that status; a URL holding "fail500" answers 500 with an internal-looking
+ * error text (UPSTREAM_FAILURE_TEXT); /cookies sets two cookies and its own X-Request-Id and
  * X-Content-Type-Options; anything else echoes the request as JSON.
  * WebSocket upgrades are accepted and echo raw bytes back.
  */
@@ -50,6 +54,11 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
     const delay = /\/delay\/(\d+)/.exec(url);
     if (delay) {
       setTimeout(() => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('late'); }, Number(delay[1]));
+      return;
+    }
+    if (url.includes('fail500')) {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ HttpError: 'Internal Server Error', Details: UPSTREAM_FAILURE_TEXT }));
       return;
     }
     const status = /^\/status\/(\d{3})/.exec(url);

@@ -30,7 +30,7 @@ describe('valid configuration', () => {
     const [route] = c.routes;
     expect(route?.stripPrefix).toBe(true);
     expect(route?.timeout).toBe(60_000);
-    expect(route?.forward).toEqual({ authorization: false, gatewayCookies: false, identity: false, orthancLinks: false, splitIncludeField: false });
+    expect(route?.forward).toEqual({ authorization: false, cookies: 'none', identity: false, orthancLinks: false, splitIncludeField: false });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.routes[0])).toBe(true);
     expect(Object.isFrozen(c.server.timeouts)).toBe(true);
@@ -95,6 +95,12 @@ describe('invalid configuration names file, line, key path and expectation', () 
     ['bad route name', MINIMAL.replace('name: dicomweb', 'name: Dicom Web'), 'routes[0].name'],
     ['no routes', 'routes: []\n', 'routes'],
     ['ohif data source that is not an upstream route', `${MINIMAL}  - { name: viewer, path: /, static: ohif, auth: public, ohif: { dataSource: nope } }\n`, 'routes[1].ohif.dataSource'],
+    ['unknown expose', MINIMAL.replace('auth: public', 'auth: public\n    expose: rest'), 'routes[0].expose'],
+    ['dicomweb section without expose: dicomweb', `${MINIMAL}    dicomweb: { roots: [/dicom-web] }\n`, 'routes[0].dicomweb'],
+    ['dicomweb root with a trailing slash', `${MINIMAL}    expose: dicomweb\n    dicomweb: { roots: [/dicom-web/] }\n`, 'routes[0].dicomweb.roots[0]'],
+    ['unknown cookie policy', `${MINIMAL}    forward: { cookies: some }\n`, 'routes[0].forward.cookies'],
+    ['gatewayCookies is gone', `${MINIMAL}    forward: { gatewayCookies: true }\n`, 'routes[0].forward'],
+    ['unknown permission in the table', `permissions: { viewer: [view, peek] }\n${MINIMAL}`, 'permissions.viewer[1]'],
   ])('%s', (_name, yaml, keyPath) => {
     const p = problemsOf(yaml);
     expect(p.some((line) => line.includes(`: ${keyPath}: `))).toBe(true);
@@ -130,6 +136,53 @@ test('redactConfig hides every secret', () => {
   expect(printed).not.toContain('s3cret-value');
   expect(printed).toContain('"password":"***"');
   expect(printed).toContain('"username":"gw"');
+});
+
+describe('permissions, exposure and their checks', () => {
+  const AUTHED = (allow: string, extra = '') => `identity: { issuer: https://idp.example/realms/x, audience: pacs }
+routes:
+  - name: dicomweb
+    path: /pacs
+    upstream: http://127.0.0.1:8042
+    auth: [bearer]
+    allow: ${allow}
+${extra}`;
+
+  test('without a permissions table the demo roles get the built-in one', () => {
+    const c = parseConfig(AUTHED('[view]', '    expose: dicomweb\n'), 'r.yaml', {});
+    expect(c.permissions).toEqual({ viewer: ['view'], uploader: ['view', 'upload'], admin: ['view', 'download', 'upload', 'delete', 'share', 'admin'] });
+    expect(c.routes[0]?.dicomweb).toEqual({ roots: ['/dicom-web'], wadoUri: '/wado', delete: false });
+    expect(c.warnings).toEqual([]);
+  });
+
+  test('a permissions table replaces the built-in one whole', () => {
+    const c = parseConfig(`permissions: { radiologist: [view, download] }\n${AUTHED('[view, download]', '    expose: dicomweb\n')}`, 'r.yaml', {});
+    expect(c.permissions).toEqual({ radiologist: ['view', 'download'] });
+  });
+
+  test('the old method → roles form is refused with a pointer to permissions', () => {
+    const p = problemsOf(AUTHED('{ GET: [viewer], POST: [uploader] }', '    expose: dicomweb\n'));
+    expect(p).toEqual([expect.stringMatching(/routes\.yaml:\d+:\d+: routes\[0\]\.allow: expected a list of permissions such as \[view, upload\].*method → roles rules were replaced/)]);
+  });
+
+  test('a role name where a permission belongs is refused', () => {
+    const p = problemsOf(AUTHED('[viewer]', '    expose: dicomweb\n'));
+    expect(p.some((l) => l.includes('routes[0].allow[0]: expected a permission: one of view, download, upload, delete, share, admin'))).toBe(true);
+  });
+
+  test('a route exposing the whole upstream must grant admin, the permission of upstream-rest', () => {
+    const p = problemsOf(AUTHED('[view]', '    expose: upstream\n'));
+    expect(p.some((l) => l.includes('routes[0].allow: every request on a route exposing the whole upstream is the upstream-rest operation'))).toBe(true);
+    expect(problemsOf(AUTHED('[view]')).some((l) => l.includes('upstream-rest'))).toBe(true); // exposing the whole upstream is the default
+  });
+
+  test('an authenticated route that exposes the whole upstream without saying so is warned about, with its line', () => {
+    const c = parseConfig(AUTHED('[admin]'), 'r.yaml', {});
+    expect(c.routes[0]?.expose).toBe('upstream');
+    expect(c.warnings).toEqual([expect.stringMatching(/^r\.yaml:3:\d+: routes\[0\] \(dicomweb\): exposes every path of http:\/\/127\.0\.0\.1:8042 .*set expose: upstream to confirm/)]);
+    expect(parseConfig(AUTHED('[admin]', '    expose: upstream\n'), 'r.yaml', {}).warnings).toEqual([]);
+    expect(parseConfig(MINIMAL, 'r.yaml', {}).warnings).toEqual([]); // public routes expose what they expose
+  });
 });
 
 describe('toInternal rewrites IdP URLs from the public issuer to the internal base', () => {

@@ -44,13 +44,13 @@ test('an access-log line is valid JSON in pino\'s shape whatever the path or sub
   const out: string[] = [];
   const log = createLogger('info', { write: (s: string) => out.push(s) });
   const access = createAccessLog(log)!;
-  access({ reqId: 'r', method: 'GET', path: '/a"b\\c\u0001', query: 'x=%22', route: 'r', status: 499, ms: 0.5, bytes: 0, sub: 'ü"}', error: 'UPSTREAM_TIMEOUT', aborted: true });
+  access({ reqId: 'r', method: 'GET', path: '/a"b\\c\u0001', query: 'x=%22', route: 'r', operation: 'retrieve-frames', status: 499, ms: 0.5, bytes: 0, sub: 'ü"}', error: 'UPSTREAM_TIMEOUT', aborted: true });
   const line = JSON.parse(out[0] as string) as Record<string, unknown>;
-  expect(line).toMatchObject({ level: 30, svc: 'pacs-gateway', path: '/a"b\\c\u0001', query: 'x=%22', sub: 'ü"}', status: 499, aborted: true, error: 'UPSTREAM_TIMEOUT', msg: 'request' });
+  expect(line).toMatchObject({ level: 30, svc: 'pacs-gateway', path: '/a"b\\c\u0001', query: 'x=%22', op: 'retrieve-frames', sub: 'ü"}', status: 499, aborted: true, error: 'UPSTREAM_TIMEOUT', msg: 'request' });
   expect(typeof line.time).toBe('string');
   expect(new Date(line.time as string).getTime()).toBeGreaterThan(Date.now() - 60_000);
   // A byte count the socket could not tell (NaN) is null, never a broken line.
-  access({ reqId: 'r2', method: 'GET', path: '/p', query: undefined, route: 'r', status: 200, ms: 1, bytes: Number.NaN, sub: undefined, error: undefined, aborted: false });
+  access({ reqId: 'r2', method: 'GET', path: '/p', query: undefined, route: 'r', operation: '-', status: 200, ms: 1, bytes: Number.NaN, sub: undefined, error: undefined, aborted: false });
   expect(JSON.parse(out[1] as string)).toMatchObject({ reqId: 'r2', bytes: null });
   expect(createAccessLog(createLogger('warn', { write: () => undefined }))).toBeUndefined();
 });
@@ -59,7 +59,7 @@ test('access-log times are milliseconds rounded to a tenth; methods and routes a
   const out: string[] = [];
   const access = createAccessLog(createLogger('info', { write: (s: string) => out.push(s) }))!;
   const line = (ms: number, method = 'GET', route = 'r') => {
-    access({ reqId: 'r', method, path: '/p', query: undefined, route, status: 200, ms, bytes: 1, sub: undefined, error: undefined, aborted: false });
+    access({ reqId: 'r', method, path: '/p', query: undefined, route, operation: '-', status: 200, ms, bytes: 1, sub: undefined, error: undefined, aborted: false });
     return JSON.parse(out[out.length - 1] as string) as { ms: unknown; method: unknown; route: unknown };
   };
   expect([0, 0.04, 0.05, 1.96, 12.345, 1234.56, 60_000].map((ms) => line(ms).ms)).toEqual([0, 0, 0.1, 2, 12.3, 1234.6, 60_000]);
