@@ -226,7 +226,7 @@ export function createDicomwebTable(exposure: DicomwebExposure): OperationTable 
     classify(method, path, query) {
       if (wado !== false && (path === wado || path === `${wado}/`)) return wadoUri(method, query);
       const segs = segmentsBelowRoot(path);
-      if (segs === undefined) return op('search-studies', 'search', 'view', 'studies', false); // MUTATION
+      if (segs === undefined) throw unknown();
       return dicomweb(method, segs, query);
     },
   };
