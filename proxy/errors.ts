@@ -1,5 +1,6 @@
 // One error type for every refusal the gateway makes, and one place that turns it into a response.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 export type ErrorCode =
   | 'NO_ROUTE' | 'UNKNOWN_OPERATION' | 'BAD_REQUEST_PATH' | 'BAD_REQUEST' | 'METHOD_OVERRIDE' | 'METHOD_NOT_ALLOWED'
@@ -59,6 +60,24 @@ export function wantsHtml(req: IncomingMessage): boolean {
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 export const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
 
+/** How long a connection refused mid-upload goes on discarding the client's bytes after the answer. */
+const LINGER_MS = 1000;
+
+/**
+ * Node ends a `Connection: close` socket by destroying it right after the answer's last byte is
+ * handed over. With the client's body still arriving, that close is a TCP reset, which can wipe the
+ * answer from the client's receive buffer before the client reads it ("socket hang up" instead of
+ * a 413). So this socket half-closes instead, goes on discarding what arrives for a moment and then
+ * closes (nginx's lingering close) — a bounded cost, unlike reading the declared body to its end.
+ */
+function lingerBeforeClosing(socket: Socket): void {
+  socket.destroySoon = function lingeringClose(this: Socket) {
+    if (this.writable) this.end();
+    const timer = setTimeout(() => this.destroy(), LINGER_MS);
+    this.once('close', () => clearTimeout(timer));
+  };
+}
+
 export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string): void {
   if (res.headersSent) {
     // Mid-stream failure: the status is gone; cutting the connection is the only honest signal.
@@ -89,7 +108,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: Gatewa
   const unreadBody = !req.complete && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
   if (unreadBody) {
     res.setHeader('Connection', 'close');
-    res.once('finish', () => req.socket.destroySoon());
+    lingerBeforeClosing(req.socket);
   }
   res.statusCode = err.status;
   res.setHeader('Content-Length', Buffer.byteLength(body));

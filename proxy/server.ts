@@ -19,7 +19,7 @@ import { createProxyForwarder, createUpstreamPools } from './forward/proxy.js';
 import { createStaticSite, type StaticSiteOptions } from './forward/static-site.js';
 import { cachedReadiness, runChecks, upstreamReachable, type ReadinessCheck } from './ops/health.js';
 import { createAdminServer } from './ops/admin.js';
-import { createAccessLog, createLogger, redactQuery, type Logger } from './ops/log.js';
+import { createAccessLog, createLogger, redactQuery, redactText, type Logger } from './ops/log.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { defaultChallenge, runRoute, type CompiledRoute } from './pipeline.js';
 import { normaliseTarget, RouteTable, stripRoutePrefix } from './routing.js';
@@ -88,7 +88,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       onUpstreamFailure: (ex, status, excerpt) => {
         metrics.upstreamErrors.inc({ route: ex.routeName ?? '-', kind: 'status' });
         // The upstream's own words go to the log (they may describe its network); the caller gets the gateway's.
-        log.warn({ reqId: ex.id, route: ex.routeName, operation: ex.operation?.name, status, upstreamBody: excerpt }, 'upstream failed');
+        log.warn({ reqId: ex.id, route: ex.routeName, operation: ex.operation?.name, status, upstreamBody: redactText(excerpt) }, 'upstream failed');
       },
     })
     : createStaticSite(route, config, { onError: fail }, viewerLogin(config));

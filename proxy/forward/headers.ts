@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import proxyAddr from 'proxy-addr';
 import { util as undiciUtil } from 'undici';
+import { OVERRIDE_HEADERS } from '../access/request-checks.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus ones a proxy must never pass on. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade', 'expect', 'transfer-encoding'];
@@ -12,7 +13,11 @@ export const GATEWAY_SET = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded
 /** Cookie names the gateway owns (sessions, login state, shares): never shown to a backend. Any case. */
 export const GATEWAY_COOKIE = /^(?:__Host-|__Secure-)?pgw[._-]/i;
 
-const NEVER_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_SET, 'host']);
+/**
+ * Method and path overrides: requests carrying them are refused before routing (request-checks.ts);
+ * dropping them here as well keeps them from an upstream should that check ever be bypassed.
+ */
+const NEVER_FORWARDED = new Set<string>([...HOP_BY_HOP, ...GATEWAY_SET, ...OVERRIDE_HEADERS, 'host']);
 
 /** Which cookies a route passes upstream: none, all but the gateway's own, or those named. */
 export type CookiePolicy = 'none' | 'all' | ReadonlySet<string>;

@@ -114,6 +114,9 @@ export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, perm
       throw mapJoseError(err);
     }
     const { payload, protectedHeader } = result;
+    // jose checks that sub is present; the subject keys logs, limits and (later) ownership, so it
+    // must be a real string: null, a number or blanks would merge unrelated callers into one.
+    if (typeof payload.sub !== 'string' || payload.sub.trim() === '') throw invalid('token has no subject');
     checkTokenType(protectedHeader, payload);
     checkAudience(payload);
     return principalFromClaims(payload, readers, (payload.exp as number) * 1000);

@@ -162,27 +162,48 @@ export function createAccessLog(log: Logger): AccessLog | undefined {
 
 /**
  * Query parameters whose values are credentials or single-use secrets: OAuth/OIDC (RFC 6749, 6750,
- * 7636, 8628, OIDC logout), API keys and share codes. Names are compared decoded and in any case;
- * anything ending in token, secret, password or key is redacted too.
+ * 7636, 8628, OIDC logout), signed-URL parameters, API keys and share codes. Names are compared
+ * decoded (twice), in any case, without a trailing "[]"/"[0]" or control characters; anything ending
+ * in token, secret, password, key, code, credential(s), signature, verifier or assertion counts.
  */
-const SENSITIVE_QUERY = /^(?:code|state|nonce|session_state|id_token_hint|assertion|client_assertion|code_verifier|user_code|share|share_code|sig|signature|[a-z0-9_.-]*(?:token|secret|password|passwd|key))$/i;
+const SENSITIVE_QUERY = /^(?:state|nonce|session_state|id_token_hint|authorization|auth|pass|pwd|passphrase|share|sig|[a-z0-9_.-]*(?:token|secret|password|passwd|key|code|credentials?|signature|verifier|assertion))$/i;
 
-/** A JWS/JWT in compact form ("eyJ…" header, two dots), wherever it stands. */
-const LOOKS_LIKE_JWT = /eyJ[A-Za-z0-9_-]{4,}(?:\.|%2e)[A-Za-z0-9_-]*(?:\.|%2e)/i;
+/** A JWS/JWT in compact form ("eyJ…" header, two dots), wherever it stands, its first letter encoded or not. */
+const LOOKS_LIKE_JWT = /(?:e|%65)yJ[A-Za-z0-9_-]{4,}(?:\.|%2e)[A-Za-z0-9_-]*(?:\.|%2e)/i;
+
+/** A parameter name as a server would read it: decoded (twice, for double encoding), without "[]"/"[n]" or control characters. */
+function parameterName(raw: string): string {
+  let name = raw;
+  for (let i = 0; i < 2 && /[%+]/.test(name); i++) {
+    try { name = decodeURIComponent(name.replace(/\+/g, ' ')); } catch { break; }
+  }
+  // eslint-disable-next-line no-control-regex
+  return name.replace(/[\u0000-\u001f\u007f]/g, '').replace(/\[[^\]]*\]$/, '').trim();
+}
 
 /**
  * The query string with the values of credential-like parameters replaced, for log lines. A part
- * that carries a JWT under any other name (or no name) is redacted as well.
+ * that carries a JWT under any other name (or no name) is redacted as well. Both & and ; separate.
  */
 export function redactQuery(query: string): string {
   if (!query) return '';
-  return query.split('&').map((pair) => {
+  return query.split(/([&;])/).map((pair) => {
+    if (pair === '&' || pair === ';') return pair;
     const eq = pair.indexOf('=');
     const name = eq < 0 ? pair : pair.slice(0, eq);
-    let decoded = name;
-    try { decoded = decodeURIComponent(name.replace(/\+/g, ' ')).trim(); } catch { /* keep raw */ }
-    if (eq >= 0 && SENSITIVE_QUERY.test(decoded)) return `${name}=[redacted]`;
+    if (eq >= 0 && SENSITIVE_QUERY.test(parameterName(name))) return `${name}=[redacted]`;
     if (LOOKS_LIKE_JWT.test(pair)) return eq >= 0 && !LOOKS_LIKE_JWT.test(name) ? `${name}=[redacted]` : '[redacted]';
     return pair;
-  }).join('&');
+  }).join('');
+}
+
+const SENSITIVE_IN_TEXT = /([?&;"' ]|^)((?:[a-z0-9_.-]*(?:token|secret|password|passwd|code|key|signature|assertion|verifier))|state|nonce|share|pwd|pass)(=|"\s*:\s*")([^&;"'\s]+)/gi;
+const JWT_IN_TEXT = /(?:e|%65)yJ[A-Za-z0-9_-]{4,}(?:\.|%2e)[A-Za-z0-9_-]*(?:(?:\.|%2e)[A-Za-z0-9_-]*)?/gi;
+
+/**
+ * Free text from elsewhere (an upstream's error page, which may echo the request's URL) with JWTs
+ * and credential-like name=value pairs replaced, for log lines.
+ */
+export function redactText(text: string): string {
+  return text.replace(JWT_IN_TEXT, '[redacted]').replace(SENSITIVE_IN_TEXT, (_m, pre: string, name: string, sep: string) => `${pre}${name}${sep}[redacted]`);
 }

@@ -216,6 +216,46 @@ describe('header hygiene', () => {
   });
 });
 
+describe('no smuggled verbs, on any route', () => {
+  const OVERRIDES = ['X-HTTP-Method-Override', 'x-http-method-override', 'X-HTTP-METHOD', 'X-Method-Override', 'X-Original-URL', 'X-Rewrite-URL'];
+  test.each(OVERRIDES.flatMap((h) => ['/api/h', '/raw/h'].map((p) => [h, p] as const)))('%s on %s: 400 METHOD_OVERRIDE, nothing forwarded', async (header, path) => {
+    const before = echo.seen.length;
+    const r = await request(gw.url, path, { headers: { [header]: header.endsWith('URL') ? '/admin' : 'DELETE', accept: 'application/json' } });
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.text).error).toBe('METHOD_OVERRIDE');
+    expect(echo.seen.length).toBe(before);
+  });
+
+  test.each(['_method=DELETE', '_METHOD=PUT', '%5Fmethod=DELETE', '%5fmethod=DELETE', '_m%65thod=DELETE', 'a=1&_method=DELETE', '_method'])('query %s: 400, nothing forwarded', async (query) => {
+    const before = echo.seen.length;
+    const r = await request(gw.url, `/api/h?${query}`, { headers: { accept: 'application/json' } });
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.text).error).toBe('METHOD_OVERRIDE');
+    expect(echo.seen.length).toBe(before);
+  });
+
+  test('look-alike parameters and headers pass', async () => {
+    const r = await request(gw.url, '/api/h?method=x&my_method=y&_methods=z', { headers: { 'x-http-method-overrides': 'x' } });
+    expect(r.status).toBe(200);
+    expect(echoed(r.text).url).toBe('/h?method=x&my_method=y&_methods=z');
+  });
+
+  test.each(['GET', 'HEAD', 'DELETE'])('a body on %s is refused and never forwarded', async (method) => {
+    const before = echo.seen.length;
+    const r = await request(gw.url, '/api/h', { method, body: 'smuggled', headers: { 'content-type': 'text/plain', 'content-length': '8' } });
+    expect(r.status).toBe(400);
+    expect(echo.seen.length).toBe(before);
+    const chunked = await rawExchange(gw.url, `${method} /api/h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nsmuggled\r\n0\r\n\r\n`);
+    expect(statusOf(chunked)).toBe(400);
+    expect(echo.seen.length).toBe(before);
+  });
+
+  test('the refusal is logged with its code', async () => {
+    const r = await request(gw.url, '/api/h', { headers: { 'x-http-method-override': 'DELETE' } });
+    expect(await accessLogFor(gw, r.headers['x-request-id'] as string)).toMatchObject({ status: 400, error: 'METHOD_OVERRIDE', method: 'GET' });
+  });
+});
+
 describe('bodies and limits', () => {
   test('a request body is streamed to the upstream', async () => {
     const body = Buffer.alloc(512 * 1024, 1);
