@@ -153,21 +153,39 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (res.write(chunk)) return true;
     if (!this.waitingForDrain) {
       this.waitingForDrain = true;
-      const timeout = this.route.sendTimeout;
       // A client that stops reading holds an upstream connection (and, on Orthanc, a worker thread):
-      // past the send timeout it is cut off, which aborts the upstream request too.
-      if (timeout > 0) this.sendTimer = setTimeout(() => { this.ex.errorCode = 'SEND_TIMEOUT'; res.destroy(); }, timeout);
-      res.once('drain', () => {
-        this.waitingForDrain = false;
-        if (this.sendTimer) { clearTimeout(this.sendTimer); this.sendTimer = undefined; }
-        this.resume?.();
-      });
+      // past the send timeout it is cut off, which aborts the upstream request too. Large downloads
+      // wait for 'drain' many times a second, so one timer per relay checks the current wait
+      // instead of a timer being made and cleared for each.
+      // The callbacks are made on the first wait only: small answers never wait and allocate none.
+      this.stalledAt = performance.now();
+      this.checkStall ??= () => this.checkSend();
+      if (this.route.sendTimeout > 0 && !this.sendTimer) this.sendTimer = setTimeout(this.checkStall, this.route.sendTimeout);
+      res.once('drain', this.drained ??= () => { this.waitingForDrain = false; this.resume?.(); });
     }
     return false;
   }
 
+  private stalledAt = 0;
+  private drained: (() => void) | undefined;
+  private checkStall: (() => void) | undefined;
+
+  private checkSend(): void {
+    this.sendTimer = undefined;
+    if (!this.waitingForDrain || this.done) return;
+    const waited = performance.now() - this.stalledAt;
+    const timeout = this.route.sendTimeout;
+    if (waited >= timeout) {
+      this.ex.errorCode = 'SEND_TIMEOUT';
+      this.ex.res.destroy();
+      return;
+    }
+    this.sendTimer = setTimeout(this.checkStall!, timeout - waited);
+  }
+
   onComplete(): void {
     this.done = true;
+    if (this.sendTimer) { clearTimeout(this.sendTimer); this.sendTimer = undefined; }
     this.ex.upstreamCall = undefined;
     if (this.failure) {
       this.route.withheld(this.ex, this.failure.status, this.failure.excerpt.slice(0, FAILURE_EXCERPT));
