@@ -1,6 +1,5 @@
 // One error type for every refusal the gateway makes, and one place that turns it into a response.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 
 export type ErrorCode =
   | 'NO_ROUTE' | 'UNKNOWN_OPERATION' | 'BAD_REQUEST_PATH' | 'BAD_REQUEST' | 'METHOD_OVERRIDE' | 'METHOD_NOT_ALLOWED'
@@ -60,22 +59,12 @@ export function wantsHtml(req: IncomingMessage): boolean {
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 export const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
 
-/** How long a connection refused mid-upload goes on discarding the client's bytes after the answer. */
-const LINGER_MS = 1000;
-
-/**
- * Node ends a `Connection: close` socket by destroying it right after the answer's last byte is
- * handed over. With the client's body still arriving, that close is a TCP reset, which can wipe the
- * answer from the client's receive buffer before the client reads it ("socket hang up" instead of
- * a 413). So this socket half-closes instead, goes on discarding what arrives for a moment and then
- * closes (nginx's lingering close) — a bounded cost, unlike reading the declared body to its end.
- */
-function lingerBeforeClosing(socket: Socket): void {
-  socket.destroySoon = function lingeringClose(this: Socket) {
-    if (this.writable) this.end();
-    const timer = setTimeout(() => this.destroy(), LINGER_MS);
-    this.once('close', () => clearTimeout(timer));
-  };
+/** Whether the request announces a body (a length above zero, or chunked framing). */
+export function announcesBody(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return true;
+  const length = h['content-length'];
+  return length !== undefined && length !== '0';
 }
 
 export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string): void {
@@ -104,12 +93,9 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: Gatewa
     body = JSON.stringify({ error: err.code, status: err.status, message: err.reason, requestId });
   }
   // A refusal before the body was read (401, 403, 404, 413…): Node would read and discard the whole
-  // declared body to reuse the connection — gigabytes for one unauthenticated client. Close instead.
-  const unreadBody = !req.complete && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0');
-  if (unreadBody) {
-    res.setHeader('Connection', 'close');
-    lingerBeforeClosing(req.socket);
-  }
+  // declared body to reuse the connection — gigabytes for one unauthenticated client. With
+  // Connection: close it half-closes after the answer and ends the connection instead.
+  if (!req.complete && announcesBody(req)) res.setHeader('Connection', 'close');
   res.statusCode = err.status;
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(req.method === 'HEAD' ? undefined : body);

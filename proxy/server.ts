@@ -128,8 +128,9 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const inFlight = new Map<string, number>();
   function forwardWithinLimit(route: CompiledRoute, ex: Exchange): void {
     const p = ex.principal;
-    if (perUser > 0 && p && p.via !== 'anonymous' && route.config.upstream) {
-      const key = `${p.via}:${p.subject}`;
+    // Only authenticated routes have non-anonymous callers, and those are all upstream routes.
+    if (perUser > 0 && p && p.via !== 'anonymous') {
+      const key = p.subject;
       const n = inFlight.get(key) ?? 0;
       if (n >= perUser) {
         throw new GatewayError('TOO_MANY_REQUESTS', `more than ${perUser} requests of one user at once`, { headers: { 'Retry-After': '1' } });

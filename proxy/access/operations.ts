@@ -2,6 +2,7 @@
 // Every request on an upstream route becomes one Operation from a closed table, before anyone is
 // authenticated; a request the table does not know is refused here and never reaches an upstream.
 import { GatewayError } from '../errors.js';
+import { decodeQueryComponent } from '../query.js';
 
 export const PERMISSIONS = ['view', 'download', 'upload', 'delete', 'share', 'admin'] as const;
 export type Permission = typeof PERMISSIONS[number];
@@ -67,12 +68,6 @@ function op(name: string, kind: OperationKind, permission: Permission, level: Le
   return { name, kind, permission, ...(level ? { level } : {}), original, ...uids };
 }
 
-/** Decodes a query parameter name or value (form encoding: "+" is a space); undefined when malformed. */
-function decodeComponent(s: string): string | undefined {
-  if (!s.includes('%') && !s.includes('+')) return s;
-  try { return decodeURIComponent(s.replace(/\+/g, ' ')); } catch { return undefined; }
-}
-
 /**
  * The query's parameters, decoded. Repeated parameters are refused, except `includefield` (QIDO
  * lists it once per field) and `access_token` (the bearer authenticator judges that one): a gateway
@@ -85,8 +80,8 @@ export function queryParameters(query: string, repeatable: ReadonlySet<string> =
   for (const pair of query.split('&')) {
     if (!pair) continue;
     const eq = pair.indexOf('=');
-    const name = decodeComponent(eq < 0 ? pair : pair.slice(0, eq));
-    const value = eq < 0 ? '' : decodeComponent(pair.slice(eq + 1));
+    const name = decodeQueryComponent(eq < 0 ? pair : pair.slice(0, eq));
+    const value = eq < 0 ? '' : decodeQueryComponent(pair.slice(eq + 1));
     if (name === undefined || value === undefined) throw badQuery('malformed percent-encoding in the query');
     if (name === 'access_token') continue;
     if (params.has(name) && !repeatable.has(name)) throw badQuery(`query parameter "${name}" given more than once`);

@@ -1,7 +1,8 @@
 // Checks every request passes before it is routed further: no smuggled verbs, no bodies where a
 // method has none, no declared body over the route's limit. Each answers before authentication.
 import type { IncomingMessage } from 'node:http';
-import { GatewayError } from '../errors.js';
+import { announcesBody, GatewayError } from '../errors.js';
+import { hasParameter } from '../query.js';
 
 /**
  * Headers that make a server or framework run another method or path than the request line says
@@ -10,37 +11,13 @@ import { GatewayError } from '../errors.js';
  */
 export const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'] as const;
 
-const MAYBE_METHOD_PARAM = /method|%/i;
-
-/** True when the query has a `_method` parameter (any case, any percent-encoding of its name). */
-export function hasMethodParameter(query: string): boolean {
-  if (!query || !MAYBE_METHOD_PARAM.test(query)) return false;
-  for (const pair of query.split('&')) {
-    const eq = pair.indexOf('=');
-    let name = eq < 0 ? pair : pair.slice(0, eq);
-    if (name.includes('%') || name.includes('+')) {
-      try { name = decodeURIComponent(name.replace(/\+/g, ' ')); } catch { continue; }
-    }
-    if (name.trim().toLowerCase() === '_method') return true;
-  }
-  return false;
-}
-
 /** Refuses method overrides in headers or the query (400, logged as METHOD_OVERRIDE). */
 export function refuseMethodOverrides(req: IncomingMessage, query: string): void {
   const h = req.headers;
   for (const name of OVERRIDE_HEADERS) {
     if (h[name] !== undefined) throw new GatewayError('METHOD_OVERRIDE', `the ${name} header is refused: the gateway forwards exactly the method and path it authorizes`);
   }
-  if (hasMethodParameter(query)) throw new GatewayError('METHOD_OVERRIDE', 'the _method query parameter is refused: the gateway forwards exactly the method it authorizes');
-}
-
-/** Whether the request announces a body (a length above zero, or chunked framing). */
-export function announcesBody(req: IncomingMessage): boolean {
-  const h = req.headers;
-  if (h['transfer-encoding'] !== undefined) return true;
-  const length = h['content-length'];
-  return length !== undefined && length !== '0';
+  if (hasParameter(query, '_method')) throw new GatewayError('METHOD_OVERRIDE', 'the _method query parameter is refused: the gateway forwards exactly the method it authorizes');
 }
 
 /** GET, HEAD and DELETE carry no body here: a body on them is a way to smuggle content past the method. */

@@ -229,6 +229,10 @@ export const ConfigSchema = z.strictObject({
     if (r.static && (r.upstreamAuth || r.websocket || r.stripPrefix !== undefined || r.expose || r.dicomweb)) {
       ctx.addIssue({ code: 'custom', path: ['routes', i], message: 'upstreamAuth, websocket, stripPrefix, expose and dicomweb apply only to upstream routes' });
     }
+    if (r.static && r.auth !== 'public') {
+      // The static site has no operations to grant (and a browser navigating to it carries no bearer token).
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'a static site is public: expected auth: public' });
+    }
     if (r.dicomweb && r.expose !== 'dicomweb') ctx.addIssue({ code: 'custom', path: ['routes', i, 'dicomweb'], message: 'the dicomweb section needs expose: dicomweb' });
     if (r.expose === 'dicomweb' && r.websocket) ctx.addIssue({ code: 'custom', path: ['routes', i, 'websocket'], message: 'a DICOMweb route carries no WebSocket upgrades' });
     if (r.upstream && r.auth !== 'public' && r.expose !== 'dicomweb' && r.allow && !r.allow.includes('admin')) {

@@ -9,6 +9,7 @@ import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
 import type { RouteConfig } from '../config/schema.js';
+import { withoutParameter } from '../query.js';
 import { stripRoutePrefix } from '../routing.js';
 import type { Forwarder } from './forwarder.js';
 import { forwardedFacts, forwardingHeaders, headerObject, responseHeaderList, upstreamHeaders, type CookiePolicy, type HeaderList, type TrustFn } from './headers.js';
@@ -59,15 +60,7 @@ export function createUpstreamPools(): UpstreamPools {
 const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v));
 
 /** The query without access_token parameters (any case or percent-encoding of the name): a token never goes upstream. */
-export function withoutAccessToken(query: string): string {
-  if (!query || !/access_token|%/i.test(query)) return query;
-  return query.split('&').filter((pair) => {
-    const eq = pair.indexOf('=');
-    let name = eq < 0 ? pair : pair.slice(0, eq);
-    try { name = decodeURIComponent(name.replace(/\+/g, ' ')); } catch { /* judged as sent */ }
-    return name.trim().toLowerCase() !== 'access_token';
-  }).join('&');
-}
+export const withoutAccessToken = (query: string): string => withoutParameter(query, 'access_token');
 
 /** includefield=a,b → includefield=a&includefield=b; other parameters untouched. */
 export function splitIncludeField(query: string): string {

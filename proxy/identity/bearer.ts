@@ -6,6 +6,7 @@ import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTHeaderParamet
 import { LRUCache } from 'lru-cache';
 import type { IdentityConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
+import { decodeQueryComponent } from '../query.js';
 import type { Exchange } from '../exchange.js';
 import { compileClaimPath, principalFromClaims, type ClaimReaders } from './claims.js';
 import type { KeySet } from './jwks.js';
@@ -204,8 +205,9 @@ function takeQueryToken(ex: Exchange): string | undefined {
   let token: string | undefined;
   for (const p of params) {
     if (p.startsWith('access_token=')) {
-      if (token !== undefined) throw new GatewayError('CREDENTIALS_MALFORMED', 'more than one access_token parameter');
-      token = decodeURIComponent(p.slice(13));
+      if (token !== undefined) throw new Error('more than one access_token parameter');
+      token = decodeQueryComponent(p.slice(13));
+      if (token === undefined) throw new Error('malformed access_token parameter');
     } else kept.push(p);
   }
   // The token never travels further: not upstream, not into a log line.
@@ -228,8 +230,8 @@ export function createBearerAuthenticator(verifier: TokenVerifier, opts: BearerO
       let queryToken: string | undefined;
       try {
         queryToken = opts.queryToken ? takeQueryToken(ex) : undefined;
-      } catch {
-        throw malformed('more than one access_token parameter');
+      } catch (err) {
+        throw malformed((err as Error).message);
       }
       if (header === null) throw malformed('more than one Authorization header');
       if (header === undefined && queryToken === undefined) return null;

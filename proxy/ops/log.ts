@@ -1,5 +1,6 @@
 // Structured JSON logging (pino). Nothing here ever receives headers, tokens or cookies.
 import { pino, type Logger } from 'pino';
+import { decodeQueryComponent } from '../query.js';
 
 export type { Logger };
 
@@ -173,10 +174,8 @@ const LOOKS_LIKE_JWT = /(?:e|%65)yJ[A-Za-z0-9_-]{4,}(?:\.|%2e)[A-Za-z0-9_-]*(?:\
 
 /** A parameter name as a server would read it: decoded (twice, for double encoding), without "[]"/"[n]" or control characters. */
 function parameterName(raw: string): string {
-  let name = raw;
-  for (let i = 0; i < 2 && /[%+]/.test(name); i++) {
-    try { name = decodeURIComponent(name.replace(/\+/g, ' ')); } catch { break; }
-  }
+  const once = decodeQueryComponent(raw) ?? raw;
+  const name = decodeQueryComponent(once) ?? once;
   // eslint-disable-next-line no-control-regex
   return name.replace(/[\u0000-\u001f\u007f]/g, '').replace(/\[[^\]]*\]$/, '').trim();
 }

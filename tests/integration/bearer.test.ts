@@ -38,6 +38,13 @@ routes:
     auth: [bearer]
     queryToken: true
     allow: [view]
+  - name: rest
+    path: /rest
+    upstream: ${upstream}
+    expose: upstream
+    auth: [bearer]
+    queryToken: true
+    allow: [admin]
 `;
 
 beforeAll(async () => {
@@ -361,6 +368,19 @@ describe('query-string tokens', () => {
 
   test('ignored where the route does not enable them', async () => {
     expectChallenge(await get(`/pacs/dicom-web/studies?access_token=${await viewerToken()}`), 401);
+  });
+
+  test('a malformed or repeated query token is a 400 that says which', async () => {
+    const base = '/wado/wado?requestType=WADO&studyUID=1.2&seriesUID=1.2.3&objectUID=1.2.3.4';
+    // On a DICOMweb route the operation table already refuses the malformed query (400); a route
+    // exposing a whole upstream reads no query, so there the bearer authenticator judges it.
+    expect((await get(`${base}&access_token=%zz`)).status).toBe(400);
+    const bad = await get('/rest/x?access_token=%zz');
+    expectChallenge(bad, 400, 'invalid_request');
+    expect(String(bad.headers['www-authenticate'])).toContain('malformed access_token parameter');
+    const twice = await get(`${base}&access_token=a&access_token=b`);
+    expectChallenge(twice, 400, 'invalid_request');
+    expect(String(twice.headers['www-authenticate'])).toContain('more than one access_token parameter');
   });
 
   test('header and query together are refused', async () => {

@@ -435,6 +435,21 @@ describe('websocket', () => {
   test('an upgrade is refused on a route that does not', async () => {
     expect(statusOf(await upgrade('/api/socket'))).toBe(400);
   });
+
+  test.each(['/ws/socket?_method=DELETE', '/ws/socket?%5Fmethod=PUT'])('an upgrade carrying a method override (%s) is refused and never forwarded', async (path) => {
+    const before = echo.seen.length;
+    const raw = await upgrade(path);
+    expect(statusOf(raw)).toBe(400);
+    expect(raw).toContain('_method');
+    expect(echo.seen.length).toBe(before);
+  });
+
+  test('an upgrade carrying an override header is refused and never forwarded', async () => {
+    const before = echo.seen.length;
+    const raw = await rawExchange(gw.url, 'GET /ws/socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-HTTP-Method-Override: DELETE\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 400);
+    expect(statusOf(raw)).toBe(400);
+    expect(echo.seen.length).toBe(before);
+  });
 });
 
 describe('ops', () => {

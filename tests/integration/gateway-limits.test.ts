@@ -96,6 +96,28 @@ describe('refusals before the body is read', () => {
     expect(r.sent).toBeLessThan(10 * 1024 * 1024);
   });
 
+  test('the close after such a refusal is orderly: the answer is never lost to a reset', async () => {
+    // The client goes on sending its body after the answer, as an upload tool does: it must read the
+    // whole answer and then see the connection end, not a reset.
+    const u = new URL(gw.url);
+    const outcome = await new Promise<{ head: string; ended: boolean; error?: string }>((resolve) => {
+      const socket = net.connect(Number(u.port), u.hostname);
+      let head = '';
+      let ended = false;
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      const pump = setInterval(() => { if (!socket.destroyed) socket.write(chunk, () => undefined); }, 2);
+      const done = (error?: string) => { clearInterval(pump); socket.destroy(); resolve({ head, ended, ...(error ? { error } : {}) }); };
+      socket.on('data', (d) => { head += d.toString('latin1'); });
+      socket.on('end', () => { ended = true; setTimeout(() => done(), 100); });
+      socket.on('error', (e: NodeJS.ErrnoException) => done(e.code));
+      setTimeout(() => done('timeout'), 5000);
+      socket.write(`POST ${QIDO} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related\r\nContent-Length: 900000000\r\n\r\n`);
+    });
+    expect(outcome.head).toMatch(/^HTTP\/1\.1 413 /);
+    expect(outcome).toMatchObject({ ended: true });
+    expect(outcome.error).toBeUndefined();
+  });
+
   test('after closing such connections the gateway keeps serving', async () => {
     expect((await request(gw.url, QIDO, { headers: auth(alice) })).status).toBe(200);
   });
@@ -125,6 +147,22 @@ describe('upstream failures', () => {
     const r = await request(gw.url, '/open/fail500');
     expect(r.status).toBe(502);
     expect(r.text).not.toContain('10.20.30.40');
+  });
+
+  test('credentials an upstream echoes in its error text are redacted in the log', async () => {
+    const secret = `s3cr3t${Date.now()}`;
+    const jwt = `eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.${secret}sig`;
+    const r = await request(gw.url, `/open/fail500?code=${secret}&id_token_hint=${jwt}&PatientID=P1`);
+    expect(r.status).toBe(502);
+    const id = r.headers['x-request-id'] as string;
+    const until = Date.now() + 2000;
+    let logged: Record<string, unknown> | undefined;
+    while (!logged && Date.now() < until) {
+      logged = gw.logs.find((l) => l.reqId === id && l.msg === 'upstream failed');
+      if (!logged) await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(String(logged?.upstreamBody)).toContain('PatientID=P1'); // the echoed URI is there…
+    expect(gw.rawLogs()).not.toContain(secret); // …without the credentials in it
   });
 
   test('an admin sees the upstream\'s own answer', async () => {

@@ -58,7 +58,8 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
     }
     if (url.includes('fail500')) {
       res.writeHead(500, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ HttpError: 'Internal Server Error', Details: UPSTREAM_FAILURE_TEXT }));
+      // Like Orthanc's error JSON, it names the request (here with its query, as other servers do).
+      res.end(JSON.stringify({ HttpError: 'Internal Server Error', Details: UPSTREAM_FAILURE_TEXT, Uri: url }));
       return;
     }
     const status = /^\/status\/(\d{3})/.exec(url);

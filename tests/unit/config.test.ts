@@ -100,6 +100,7 @@ describe('invalid configuration names file, line, key path and expectation', () 
     ['dicomweb root with a trailing slash', `${MINIMAL}    expose: dicomweb\n    dicomweb: { roots: [/dicom-web/] }\n`, 'routes[0].dicomweb.roots[0]'],
     ['unknown cookie policy', `${MINIMAL}    forward: { cookies: some }\n`, 'routes[0].forward.cookies'],
     ['gatewayCookies is gone', `${MINIMAL}    forward: { gatewayCookies: true }\n`, 'routes[0].forward'],
+    ['a static site behind bearer tokens', `identity: { issuer: https://idp.example/x, audience: pacs }\n${MINIMAL}  - { name: viewer, path: /, static: ohif, auth: [bearer], allow: [view] }\n`, 'routes[1].auth'],
     ['unknown permission in the table', `permissions: { viewer: [view, peek] }\n${MINIMAL}`, 'permissions.viewer[1]'],
   ])('%s', (_name, yaml, keyPath) => {
     const p = problemsOf(yaml);

@@ -1,6 +1,6 @@
 // redactQuery (what the access log writes for a query) and withoutAccessToken (what goes upstream),
 // table by table.
-import { redactQuery } from '../../proxy/ops/log.js';
+import { redactQuery, redactText } from '../../proxy/ops/log.js';
 import { withoutAccessToken } from '../../proxy/forward/proxy.js';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -125,5 +125,17 @@ describe('withoutAccessToken: what goes upstream', () => {
     '', 'x=1', 'PatientName=DOE%5EJOHN*&limit=10', 'x_access_token=1&access_token_type=2&accesstoken=3', '%ZZ=1', 'id_token_hint=S&code=S',
   ])('%s is forwarded unchanged', (query) => {
     expect(withoutAccessToken(query)).toBe(query);
+  });
+});
+
+describe('redactText: an upstream\'s error text, as logged', () => {
+  test.each<[string, string]>([
+    ['{"Uri":"/x?access_token=abc&code=def&ok=1"}', '{"Uri":"/x?access_token=[redacted]&code=[redacted]&ok=1"}'],
+    ['{"password": "hunter2", "user": "u"}', '{"password": "[redacted]", "user": "u"}'],
+    ['Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln rejected', 'Bearer [redacted] rejected'],
+    ['state=xyz; PatientID=P1', 'state=[redacted]; PatientID=P1'],
+    ['TCP Initialization Error: Connection refused', 'TCP Initialization Error: Connection refused'],
+  ])('%s', (text, logged) => {
+    expect(redactText(text)).toBe(logged);
   });
 });
