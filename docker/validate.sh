@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 COMPOSE_FILE=docker/docker-compose.yml
 ENV_FILE=docker/.env.example
-SECRETS=(ORTHANC_PASSWORD POSTGRES_PASSWORD KEYCLOAK_DB_PASSWORD ORTHANC_DB_PASSWORD KEYCLOAK_ADMIN_PASSWORD)
+SECRETS=(ORTHANC_PASSWORD POSTGRES_PASSWORD KEYCLOAK_DB_PASSWORD ORTHANC_DB_PASSWORD KEYCLOAK_ADMIN_PASSWORD OIDC_CLIENT_SECRET SESSION_SECRET)
 failures=0
 fail() { echo "validate: FAIL: $*" >&2; failures=$((failures + 1)); }
 ok() { echo "validate: ok: $*"; }
@@ -22,7 +22,7 @@ run_compose() { "${compose[@]}" -f "$COMPOSE_FILE" --env-file "$ENV_FILE" "$@"; 
 unset_args=(); for s in "${SECRETS[@]}"; do unset_args+=(-u "$s"); done
 if out=$(env "${unset_args[@]}" "${compose[@]}" -f "$COMPOSE_FILE" --env-file "$ENV_FILE" config -q 2>&1); then
   fail "compose config resolved with empty secrets"
-elif grep -q 'set .*_PASSWORD in docker/.env' <<<"$out"; then ok "compose refuses to resolve without secrets"
+elif grep -qE 'set [A-Z_]+ in docker/\.env' <<<"$out"; then ok "compose refuses to resolve without secrets"
 else fail "compose failed without secrets, but not with a \${VAR:?} message: $out"
 fi
 for s in "${SECRETS[@]}"; do
@@ -32,7 +32,8 @@ done
 
 # 2. With stand-in secrets (never real ones) the file resolves.
 export ORTHANC_PASSWORD=validate-orthanc POSTGRES_PASSWORD=validate-postgres \
-  KEYCLOAK_DB_PASSWORD=validate-keycloak-db ORTHANC_DB_PASSWORD=validate-orthanc-db KEYCLOAK_ADMIN_PASSWORD=validate-kc-admin
+  KEYCLOAK_DB_PASSWORD=validate-keycloak-db ORTHANC_DB_PASSWORD=validate-orthanc-db KEYCLOAK_ADMIN_PASSWORD=validate-kc-admin \
+  OIDC_CLIENT_SECRET=validate-oidc-client SESSION_SECRET=validate-session-secret-of-at-least-32-bytes
 if out=$(run_compose config -q 2>&1); then ok "compose config -q (${compose[*]})"; else fail "compose config: $out"; fi
 
 # 3. The Dockerfile lines the image relies on (no hadolint here: plain greps).
@@ -59,6 +60,13 @@ done
 if node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' docker/keycloak/realm-pacs.json; then
   ok "realm-pacs.json parses"
 else fail "docker/keycloak/realm-pacs.json is not valid JSON"; fi
+# Confidential clients take their secret from the environment (${VAR}), never a literal in the file.
+if node -e '
+  const realm = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const bad = realm.clients.filter((c) => !c.publicClient && !/^\$\{[A-Z_]+\}$/.test(c.secret ?? ""));
+  if (bad.length) { console.error(bad.map((c) => c.clientId).join(", ")); process.exit(1); }' docker/keycloak/realm-pacs.json; then
+  ok "realm-pacs.json: confidential clients read their secret from the environment"
+else fail "realm-pacs.json: a confidential client has a literal (or no) secret instead of \${VAR}"; fi
 bash -n docker/postgres/init-databases.sh || fail "init-databases.sh has a syntax error"
 
 if [ "$failures" -gt 0 ]; then echo "validate: $failures problem(s)" >&2; exit 1; fi

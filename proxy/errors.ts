@@ -4,8 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export type ErrorCode =
   | 'NO_ROUTE' | 'UNKNOWN_OPERATION' | 'BAD_REQUEST_PATH' | 'BAD_REQUEST' | 'METHOD_OVERRIDE' | 'METHOD_NOT_ALLOWED'
   | 'PAYLOAD_TOO_LARGE' | 'TOO_MANY_REQUESTS'
-  | 'UNAUTHENTICATED' | 'CREDENTIALS_INVALID' | 'CREDENTIALS_MALFORMED' | 'FORBIDDEN'
-  | 'IDP_UNAVAILABLE' | 'UPSTREAM_ERROR' | 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT' | 'SHUTTING_DOWN' | 'INTERNAL';
+  | 'UNAUTHENTICATED' | 'LOGIN_REQUIRED' | 'SESSION_EXPIRED' | 'CREDENTIALS_INVALID' | 'CREDENTIALS_MALFORMED' | 'FORBIDDEN' | 'CROSS_ORIGIN'
+  | 'IDP_UNAVAILABLE' | 'STORE_UNAVAILABLE' | 'UPSTREAM_ERROR' | 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT' | 'SHUTTING_DOWN' | 'INTERNAL';
 
 interface CodeInfo { status: number; title: string }
 
@@ -19,10 +19,15 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = Object.freeze(
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   TOO_MANY_REQUESTS: { status: 429, title: 'Too many requests' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
+  /** A browser navigation without a session: sent to the gateway's login (Location header). */
+  LOGIN_REQUIRED: { status: 302, title: 'Sign-in required' },
+  SESSION_EXPIRED: { status: 401, title: 'Session ended' },
   CREDENTIALS_INVALID: { status: 401, title: 'Invalid credentials' },
   CREDENTIALS_MALFORMED: { status: 400, title: 'Malformed credentials' },
   FORBIDDEN: { status: 403, title: 'Forbidden' },
+  CROSS_ORIGIN: { status: 403, title: 'Cross-origin request refused' },
   IDP_UNAVAILABLE: { status: 503, title: 'Identity provider unavailable' },
+  STORE_UNAVAILABLE: { status: 503, title: 'Session store unavailable' },
   UPSTREAM_ERROR: { status: 502, title: 'Upstream error' },
   UPSTREAM_UNAVAILABLE: { status: 502, title: 'Upstream unavailable' },
   UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timeout' },
@@ -30,15 +35,25 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = Object.freeze(
   INTERNAL: { status: 500, title: 'Internal error' },
 });
 
+/** Which of the gateway's pages a browser gets for an error, and what it shows beyond the reason. */
+export interface ErrorPage { readonly name: string; readonly vars: Readonly<Record<string, string | readonly string[]>> }
+
+/** The page renderer (proxy/endpoints/pages.ts), given to sendError by the server. */
+export interface ErrorPages {
+  send(res: ServerResponse, status: number, name: string, vars: Record<string, string | readonly string[] | undefined>, extraHeaders?: Record<string, string>): void;
+}
+
 export class GatewayError extends Error {
   readonly status: number;
   /** Extra response headers, e.g. WWW-Authenticate for a bearer challenge. */
   readonly headers: Readonly<Record<string, string>>;
-  constructor(readonly code: ErrorCode, readonly reason: string, opts: { headers?: Record<string, string>; cause?: unknown } = {}) {
+  readonly page: ErrorPage | undefined;
+  constructor(readonly code: ErrorCode, readonly reason: string, opts: { headers?: Record<string, string>; cause?: unknown; page?: ErrorPage } = {}) {
     super(`${code}: ${reason}`, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'GatewayError';
     this.status = ERROR_CODES[code].status;
     this.headers = opts.headers ?? {};
+    this.page = opts.page;
   }
 }
 
@@ -67,7 +82,7 @@ export function announcesBody(req: IncomingMessage): boolean {
   return length !== undefined && length !== '0';
 }
 
-export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string): void {
+export function sendError(req: IncomingMessage, res: ServerResponse, err: GatewayError, requestId: string, pages?: ErrorPages): void {
   if (res.headersSent) {
     // Mid-stream failure: the status is gone; cutting the connection is the only honest signal.
     res.destroy();
@@ -80,6 +95,16 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: Gatewa
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('X-Request-Id', requestId);
   res.setHeader('X-Content-Type-Options', 'nosniff');
+  // A refusal before the body was read (401, 403, 404, 413…): Node would read and discard the whole
+  // declared body to reuse the connection — gigabytes for one unauthenticated client. With
+  // Connection: close it half-closes after the answer and ends the connection instead.
+  if (!req.complete && announcesBody(req)) res.setHeader('Connection', 'close');
+  if (pages && wantsHtml(req)) {
+    pages.send(res, err.status, err.page?.name ?? 'error', {
+      title: `${err.status} ${title}`, heading: title, status: String(err.status), reason: err.reason, requestId, ...err.page?.vars,
+    });
+    return;
+  }
   let body: string;
   if (wantsHtml(req)) {
     res.setHeader('Content-Type', 'text/html; charset=utf-8');
@@ -92,10 +117,6 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: Gatewa
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
     body = JSON.stringify({ error: err.code, status: err.status, message: err.reason, requestId });
   }
-  // A refusal before the body was read (401, 403, 404, 413…): Node would read and discard the whole
-  // declared body to reuse the connection — gigabytes for one unauthenticated client. With
-  // Connection: close it half-closes after the answer and ends the connection instead.
-  if (!req.complete && announcesBody(req)) res.setHeader('Connection', 'close');
   res.statusCode = err.status;
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(req.method === 'HEAD' ? undefined : body);

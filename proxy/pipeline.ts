@@ -15,8 +15,6 @@ export interface CompiledRoute {
   readonly authenticators: readonly Authenticator[];
   readonly authorizer: Authorizer;
   readonly forwarder: Forwarder;
-  /** The answer when no authenticator recognised a credential (e.g. a Bearer challenge). */
-  readonly challenge: () => GatewayError;
   readonly cors: Cors | undefined;
   /** What each request does upstream (undefined for the static site, which serves only its files). */
   readonly operations: OperationTable | undefined;
@@ -24,7 +22,16 @@ export interface CompiledRoute {
   readonly maxBodySize: number;
 }
 
-export const defaultChallenge = (): GatewayError => new GatewayError('UNAUTHENTICATED', 'this route requires authentication');
+const defaultChallenge = (): GatewayError => new GatewayError('UNAUTHENTICATED', 'this route requires authentication');
+
+/** No credential at all: the first authenticator with an answer for this kind of request gives it. */
+function challenge(route: CompiledRoute, ex: Exchange): GatewayError {
+  for (const a of route.authenticators) {
+    const c = a.challenge(ex);
+    if (c) return c;
+  }
+  return defaultChallenge();
+}
 
 /** The first authenticator that recognises a credential wins; synchronous answers stay synchronous. */
 function identify(route: CompiledRoute, ex: Exchange, from = 0): Principal | Promise<Principal> {
@@ -33,13 +40,15 @@ function identify(route: CompiledRoute, ex: Exchange, from = 0): Principal | Pro
     if (p instanceof Promise) return p.then((found) => found ?? identify(route, ex, i + 1));
     if (p) return p;
   }
-  throw route.challenge();
+  throw challenge(route, ex);
 }
 
 function admit(route: CompiledRoute, ex: Exchange, principal: Principal): void {
   ex.principal = principal;
   const decision = route.authorizer.authorize(principal, ex);
-  if (!decision.allow) throw decision.error;
+  if (decision.allow) return;
+  const by = route.authenticators.find((a) => a.via === principal.via);
+  throw by ? by.refuse(ex, principal, decision.reason) : new GatewayError('FORBIDDEN', decision.reason);
 }
 
 /**

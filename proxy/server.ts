@@ -6,10 +6,17 @@ import type { Duplex } from 'node:stream';
 import { allowAll } from './access/decision.js';
 import { createCors } from './access/cors.js';
 import { createDicomwebTable, upstreamRestTable, type OperationTable } from './access/operations.js';
-import { compilePermissions, createPermissionAuthorizer } from './access/permissions.js';
+import { anyPermission, compilePermissions, createPermissionAuthorizer } from './access/permissions.js';
 import { refuseBodyWithoutMeaning, refuseDeclaredTooLarge, refuseMethodOverrides } from './access/request-checks.js';
 import { createBearerAuthenticator } from './identity/bearer.js';
 import { createIssuer } from './identity/issuer.js';
+import { createOidcClient, type OidcClient } from './identity/oidc-client.js';
+import type { Authenticator } from './identity/principal.js';
+import { createSessionAuthenticator } from './identity/session.js';
+import { createSessions } from './identity/sessions.js';
+import { createGatewayEndpoints, GATEWAY_PREFIX, LOGIN_PATH, LOGOUT_PATH } from './endpoints/gateway.js';
+import { loadPages } from './endpoints/pages.js';
+import { createStore } from './store/store.js';
 import type { Config, RouteConfig } from './config/schema.js';
 import { GatewayError, sendError, toGatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
@@ -21,13 +28,17 @@ import { cachedReadiness, runChecks, upstreamReachable, type ReadinessCheck } fr
 import { createAdminServer } from './ops/admin.js';
 import { createAccessLog, createLogger, redactQuery, redactText, type Logger } from './ops/log.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
-import { defaultChallenge, runRoute, type CompiledRoute } from './pipeline.js';
+import { runRoute, type CompiledRoute } from './pipeline.js';
 import { normaliseTarget, RouteTable, stripRoutePrefix } from './routing.js';
 
-/** OHIF's own OIDC client (code flow + PKCE in the browser), from identity.viewerClientId. */
-function viewerLogin(config: Config): StaticSiteOptions {
+/**
+ * OHIF's own OIDC client (code flow + PKCE in the browser), from identity.viewerClientId — unless the
+ * viewer sits behind the gateway's login (backend-for-frontend): then OHIF has no OIDC client at
+ * all, and its DICOMweb requests carry the session cookie instead of a token.
+ */
+function viewerLogin(config: Config, route: RouteConfig): StaticSiteOptions {
   const identity = config.identity;
-  if (!identity?.viewerClientId) return {};
+  if (!identity?.viewerClientId || (Array.isArray(route.auth) && route.auth.includes('session'))) return {};
   const issuerOrigin = new URL(identity.issuer).origin;
   return {
     oidc: [{
@@ -46,6 +57,9 @@ function viewerLogin(config: Config): StaticSiteOptions {
 }
 
 export interface GatewayOptions { readonly logger?: Logger; readonly metrics?: Metrics }
+
+/** Requests under /_gateway/ are the gateway's own (login, logout, pages' assets), never a route's. */
+const isGatewayPath = (path: string): boolean => path.startsWith(GATEWAY_PREFIX) || path === '/_gateway';
 
 export interface Gateway {
   readonly config: Config;
@@ -68,13 +82,16 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const pools = createUpstreamPools();
   const trust = compileTrust(config.server.trustProxy);
   const accessLog = createAccessLog(log);
+  const issuerOrigin = config.identity ? new URL(config.identity.issuer).origin : undefined;
+  const pages = loadPages(undefined, issuerOrigin && issuerOrigin !== new URL(config.server.publicUrl).origin ? { formOrigins: [issuerOrigin] } : {});
+  const store = createStore(config.store, { log });
   let shuttingDown = false;
 
   const fail = (ex: Exchange, err: GatewayError): void => {
     ex.errorCode = err.code;
     if (err.status < 500) metrics.denials.inc({ route: ex.routeName ?? '-', operation: ex.operation?.name ?? '-', code: err.code });
     if (err.code === 'INTERNAL') log.error({ reqId: ex.id, err: err.cause }, 'internal error');
-    sendError(ex.req, ex.res, err, ex.id);
+    sendError(ex.req, ex.res, err, ex.id, pages);
   };
 
   const forwarderFor = (route: RouteConfig): Forwarder => route.upstream
@@ -91,10 +108,25 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         log.warn({ reqId: ex.id, route: ex.routeName, operation: ex.operation?.name, status, upstreamBody: redactText(excerpt) }, 'upstream failed');
       },
     })
-    : createStaticSite(route, config, { onError: fail }, viewerLogin(config));
+    : createStaticSite(route, config, { onError: fail }, viewerLogin(config, route));
 
   const identity = config.identity;
   const issuer = identity ? createIssuer(identity, log, metrics, compilePermissions(config.permissions)) : undefined;
+
+  // Login sessions: the gateway's own OIDC client, session records in the store, the session authenticator.
+  let oidcClient: OidcClient | undefined;
+  let sessionAuth: Authenticator | undefined;
+  let login: Parameters<typeof createGatewayEndpoints>[0]['login'];
+  if (identity?.client && config.session && issuer) {
+    oidcClient = createOidcClient(identity, log);
+    const sessions = createSessions(config.session, store, config.server.publicUrl.startsWith('https:'));
+    sessionAuth = createSessionAuthenticator({
+      sessions, oidc: oidcClient, verifier: issuer.verifier, publicOrigin: new URL(config.server.publicUrl).origin,
+      refreshBefore: config.session.refreshBefore, log, loginPath: LOGIN_PATH, logoutPath: LOGOUT_PATH,
+    });
+    login = { sessions, oidc: oidcClient, verifier: issuer.verifier, keySet: issuer.keySet };
+  }
+  const endpoints = createGatewayEndpoints({ config, pages, log, store, login, fail });
 
   const operationsOf = (route: RouteConfig): OperationTable | undefined => {
     if (!route.upstream) return undefined; // the static site answers only GET/HEAD for its own files
@@ -106,10 +138,13 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       path: route.path, name: route.name, config: route, forwarder: forwarderFor(route), cors: route.cors ? createCors(route.cors) : undefined,
       operations: operationsOf(route), maxBodySize: route.maxBodySize ?? config.server.limits.maxBodySize,
     };
-    if (route.auth === 'public') return { ...base, authenticators: [], authorizer: allowAll, challenge: defaultChallenge };
-    // The schema guarantees identity and allow rules for every authenticated route.
-    const bearer = createBearerAuthenticator(issuer!.verifier, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize });
-    return { ...base, authenticators: [bearer], authorizer: createPermissionAuthorizer(route.name, route.allow!, identity!.realm), challenge: bearer.challenge };
+    if (route.auth === 'public') return { ...base, authenticators: [], authorizer: allowAll };
+    // The schema guarantees identity, a session section and allow rules wherever they are needed.
+    const authenticators = route.auth.map((name): Authenticator => (name === 'session'
+      ? sessionAuth!
+      : createBearerAuthenticator(issuer!.verifier, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize })));
+    const authorizer = route.static ? anyPermission : createPermissionAuthorizer(route.name, route.allow!);
+    return { ...base, authenticators, authorizer };
   };
   const routes: CompiledRoute[] = config.routes.map(compile);
   const table = new RouteTable(routes);
@@ -117,6 +152,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const readinessChecks: ReadinessCheck[] = [...new Set(config.routes.flatMap((r) => (r.upstream ? [new URL(r.upstream).origin] : [])))]
     .map((origin) => upstreamReachable(`upstream ${origin}`, origin));
   if (issuer) readinessChecks.push(issuer.readiness);
+  if (oidcClient) readinessChecks.push(oidcClient.readiness);
+  if (store.kind === 'redis') readinessChecks.push({ name: 'store', check: () => store.check() });
   const readiness = () => runChecks(readinessChecks);
   // The public /readyz is anyone's to call: it shares one round of checks per second instead of
   // fanning out to every upstream per call. The private admin listener checks afresh.
@@ -173,9 +210,13 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     ex.res.end(ex.req.method === 'HEAD' ? undefined : body);
   }
 
-  function resolve(ex: Exchange): CompiledRoute {
+  function resolve(ex: Exchange): CompiledRoute | 'gateway' {
     const target = normaliseTarget(ex.req.url, ex.req.headers.host);
     ex.target = target;
+    if (isGatewayPath(target.path)) {
+      ex.routeName = '_gateway';
+      return 'gateway';
+    }
     const route = table.match(target.path);
     if (!route) throw new GatewayError('NO_ROUTE', 'no route for this path');
     ex.routeName = route.name;
@@ -206,6 +247,11 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         return;
       }
       const route = resolve(ex);
+      if (route === 'gateway') {
+        refuseMethodOverrides(req, ex.target!.query);
+        endpoints.handle(ex);
+        return;
+      }
       if (route.cors) {
         // Preflights are answered without a token; every other answer (errors too) carries CORS headers.
         if (route.cors.preflight(req, res)) return;
@@ -228,6 +274,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     const ex: Exchange = { id: randomUUID(), req, res, startedAt: performance.now() };
     try {
       const route = resolve(ex);
+      if (route === 'gateway') { refuse(404, 'no WebSocket here'); return; }
       screen(ex, route);
       const upgrade = route.forwarder.upgrade;
       if (!upgrade) { refuse(400, 'WebSocket upgrade is not allowed on this route'); return; }
@@ -275,6 +322,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     config, server, admin, metrics, routes, readiness,
     async listen() {
       issuer?.keySet.start();
+      oidcClient?.start();
       const url = await listenOn(server, config.server.listen.host, config.server.listen.port);
       const adminCfg = config.server.admin;
       const adminUrl = admin && adminCfg ? await listenOn(admin, adminCfg.listen.host, adminCfg.listen.port) : undefined;
@@ -293,6 +341,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       for (const r of routes) r.forwarder.close?.();
       await pools.close();
       issuer?.keySet.close();
+      oidcClient?.close();
+      await store.close();
       log.info('stopped');
     },
   };

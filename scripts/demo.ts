@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadDemoData } from '../tests/support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../tests/support/orthanc.js';
 import { routesEnv } from '../tests/support/stack-env.js';
-import { browserClient, DEMO_USERS, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
+import { browserClient, DEMO_USERS, gatewayClient, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -37,7 +37,7 @@ const publicUrl = `http://${HOST}:${port}`;
 const CAN: Record<string, string> = {
   viewer: 'view: study list and images',
   uploader: 'upload (STOW-RS)',
-  admin: 'download of original files, and Orthanc\'s REST API at /pacs-admin with a bearer token (no browser login there yet)',
+  admin: 'download of original files, and Orthanc Explorer at /pacs-admin (the gateway\'s own login)',
 };
 const abilities = (u: TestUser) => u.realmRoles.length === 0
   ? 'signs in, but /pacs answers 403: an empty study list'
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
     issuerUrl: `${publicUrl}${REALM_PATH}`,
     algs: ['RS256'],
     users: DEMO_USERS,
-    clients: { [OHIF_CLIENT]: browserClient(publicUrl) },
+    clients: { [OHIF_CLIENT]: browserClient(publicUrl), 'pacs-gateway': gatewayClient(publicUrl) },
   });
 
   gateway = startGateway({

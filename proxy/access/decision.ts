@@ -1,9 +1,9 @@
 // What a caller may do: the interface every authorizer implements.
 import type { Exchange } from '../exchange.js';
 import type { Principal } from '../identity/principal.js';
-import type { GatewayError } from '../errors.js';
 
-export type Decision = { readonly allow: true } | { readonly allow: false; readonly error: GatewayError };
+/** A refusal is a reason: the principal's authenticator turns it into a 403 of its own form. */
+export type Decision = { readonly allow: true } | { readonly allow: false; readonly reason: string };
 export const ALLOW: Decision = Object.freeze({ allow: true });
 
 export interface Authorizer {

@@ -1,8 +1,6 @@
 // Roles → permissions → operations. A route lists the permissions it grants at most; a caller needs
 // the operation's permission from both the route and their own roles. Default deny.
-import { GatewayError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
-import { bearerChallenge } from '../identity/bearer.js';
 import type { Principal } from '../identity/principal.js';
 import { ALLOW, type Authorizer, type Decision } from './decision.js';
 import type { Permission } from './operations.js';
@@ -26,13 +24,9 @@ export function compilePermissions(table: PermissionTable): (roles: Iterable<str
   };
 }
 
-export function createPermissionAuthorizer(routeName: string, allow: readonly Permission[], realm: string): Authorizer {
+export function createPermissionAuthorizer(routeName: string, allow: readonly Permission[]): Authorizer {
   const granted = new Set(allow);
-  const deny = (p: Principal, reason: string): Decision => ({
-    allow: false,
-    error: new GatewayError('FORBIDDEN', reason, p.via === 'bearer'
-      ? { headers: { 'WWW-Authenticate': bearerChallenge(realm, 'insufficient_scope', reason) } } : {}),
-  });
+  const deny = (_p: Principal, reason: string): Decision => ({ allow: false, reason });
   return {
     authorize(p: Principal, ex: Exchange): Decision {
       const op = ex.operation;
@@ -44,3 +38,12 @@ export function createPermissionAuthorizer(routeName: string, allow: readonly Pe
     },
   };
 }
+
+/**
+ * Routes without operations (the viewer's files behind a login): any permission opens them, so a
+ * signed-in user whose roles open nothing is told so instead of getting an empty viewer.
+ */
+export const anyPermission: Authorizer = {
+  authorize: (p) => (p.permissions.size > 0 ? ALLOW
+    : { allow: false, reason: p.roles.size === 0 ? 'your account has no role' : 'none of your roles opens anything here' }),
+};

@@ -93,7 +93,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(file, problems.map((p) => `${file}${lineOf(doc, lines, p.path)}: ${formatPath(p.path)}: ${p.message}`));
   }
-  const { server, routes, identity, permissions } = parsed.data;
+  const { server, routes, identity, permissions, session, store } = parsed.data;
   const listenHost = server.listen.host.includes(':') ? `[${server.listen.host}]` : server.listen.host;
   const warnings: string[] = [];
   routes.forEach((r, i) => {
@@ -106,6 +106,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     file,
     server: { ...server, publicUrl: server.publicUrl ?? `http://${listenHost}:${server.listen.port}` } as ServerConfig,
     permissions: permissions ?? DEFAULT_PERMISSIONS,
+    store,
+    ...(session ? { session } : {}),
     warnings,
     routes: routes.map((r) => ({
       ...r,
@@ -116,6 +118,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     ...(identity ? {
       identity: {
         ...identity,
+        // Tokens the gateway's own client obtains name it in azp (Keycloak) or aud: they are the gateway's.
+        audience: identity.client && !identity.audience.includes(identity.client.id) ? [...identity.audience, identity.client.id] : identity.audience,
         roleClaims: identity.roleClaims ?? ['realm_access.roles', ...identity.audience.map((a) => `resource_access.${a}.roles`)],
       },
     } : {}),
@@ -138,6 +142,7 @@ const SECRET_KEYS = /^(password|secret|token|clientSecret)$/i;
 /** A copy of the config fit for printing: every secret replaced by "***". */
 export function redactConfig(value: unknown, key = ''): unknown {
   if (SECRET_KEYS.test(key) && value !== undefined) return '***';
+  if (key === 'store' && typeof value === 'string') return value.replace(/\/\/([^/@]*):[^/@]*@/, '//$1:***@');
   if (Array.isArray(value)) return value.map((v) => redactConfig(v));
   if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactConfig(v, k)]));
   return value;

@@ -51,10 +51,12 @@ const RoutePath = z.string().refine(
   { error: (iss) => `expected an absolute path of plain segments such as /pacs (no trailing slash), got ${JSON.stringify(iss.input)}` },
 );
 
+const GatewayPath = z.string().regex(/^\/_gateway\/[A-Za-z0-9_-]+$/, { error: 'expected a path under /_gateway/ such as /_gateway/callback' });
+
 const Name = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, { error: 'expected a lower-case name such as dicomweb (letters, digits, - and _)' });
 
 /** Built-in authenticators a route may list. */
-export const AUTHENTICATORS = ['bearer'] as const;
+export const AUTHENTICATORS = ['session', 'bearer'] as const;
 
 const TrustProxy = z.union([
   z.literal(false),
@@ -114,8 +116,41 @@ const Identity = z.strictObject({
     maxEntries: z.number().int().min(0).default(10_000),
     maxBytes: ByteSize.default(32 * 1024 * 1024),
   }).prefault({}),
-  /** OHIF's own public OIDC client id (written into app-config.js). */
+  /** OHIF's own public OIDC client id (written into app-config.js) when OHIF logs users in itself. */
   viewerClientId: z.string().min(1).optional(),
+  /** The gateway's own confidential client: browser sessions log in with it (code flow + PKCE). */
+  client: z.strictObject({
+    id: z.string().min(1),
+    secret: z.string().min(1, { error: 'expected the client secret (from the environment, e.g. ${OIDC_CLIENT_SECRET})' }),
+    /** Where the IdP sends the browser back; register <publicUrl><redirectPath> at the IdP. */
+    redirectPath: GatewayPath.default('/_gateway/callback'),
+    /** Where the IdP sends the browser after logout; register <publicUrl><postLogoutPath> at the IdP. */
+    postLogoutPath: GatewayPath.default('/_gateway/logged-out'),
+    scopes: z.array(z.string().regex(/^[!#-\[\]-~]+$/)).min(1).default(['openid', 'profile', 'email']),
+  }).optional(),
+});
+
+/** A session signing secret: at least 32 bytes, so the cookie's HMAC cannot be brute-forced. */
+const SessionSecret = z.string().refine((s) => Buffer.byteLength(s) >= 32, {
+  error: 'expected a secret of at least 32 bytes (generate one: openssl rand -base64 32)',
+});
+
+const Session = z.strictObject({
+  /** Signs the session cookie. A list rotates: the first signs, every one verifies. */
+  secret: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(SessionSecret, { error: 'expected a secret (or a list of secrets) of at least 32 bytes' }).min(1)),
+  /** Cookie name; gets the __Host- prefix (and Secure) when the public URL is https. */
+  cookieName: z.string().regex(/^pgw_[A-Za-z0-9_]{1,32}$/, { error: 'expected a name starting with pgw_ (the gateway never forwards pgw_ cookies upstream)' }).default('pgw_session'),
+  /** A session unused for this long ends. */
+  idleTimeout: Duration.default(30 * 60_000),
+  /** A session ends this long after login, however active. */
+  absoluteTimeout: Duration.default(10 * 3_600_000),
+  /** The access token is refreshed when less than this is left of it. */
+  refreshBefore: Duration.default(30_000),
+});
+
+/** Where shared state lives: memory (one gateway process) or Redis (several). */
+const StoreUrl = z.string().refine((s) => s === 'memory' || /^rediss?:\/\/[^\s]+$/.test(s), {
+  error: 'expected memory or a Redis URL such as redis://127.0.0.1:6379/0',
 });
 
 const Cors = z.strictObject({
@@ -210,6 +245,8 @@ const RoleName = z.string().regex(/^[^\s]{1,128}$/, { error: 'expected a role na
 export const ConfigSchema = z.strictObject({
   server: Server.prefault({}),
   identity: Identity.optional(),
+  session: Session.optional(),
+  store: StoreUrl.default('memory'),
   /** Role → permissions. Absent: the built-in table for the demo roles (viewer, uploader, admin). */
   permissions: z.record(RoleName, z.array(Permission)).optional(),
   routes: z.array(Route).min(1, { error: 'expected at least one route' }),
@@ -229,9 +266,12 @@ export const ConfigSchema = z.strictObject({
     if (r.static && (r.upstreamAuth || r.websocket || r.stripPrefix !== undefined || r.expose || r.dicomweb)) {
       ctx.addIssue({ code: 'custom', path: ['routes', i], message: 'upstreamAuth, websocket, stripPrefix, expose and dicomweb apply only to upstream routes' });
     }
-    if (r.static && r.auth !== 'public') {
-      // The static site has no operations to grant (and a browser navigating to it carries no bearer token).
-      ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'a static site is public: expected auth: public' });
+    if (r.static && r.auth !== 'public' && (r.auth.length !== 1 || r.auth[0] !== 'session')) {
+      // A browser navigating to the viewer carries no bearer token: only a login session can guard it.
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'a static site is public or behind a login: expected auth: public or auth: [session]' });
+    }
+    if (r.static && r.allow) {
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'a static site grants no operations (any permission opens it): remove allow' });
     }
     if (r.dicomweb && r.expose !== 'dicomweb') ctx.addIssue({ code: 'custom', path: ['routes', i, 'dicomweb'], message: 'the dicomweb section needs expose: dicomweb' });
     if (r.expose === 'dicomweb' && r.websocket) ctx.addIssue({ code: 'custom', path: ['routes', i, 'websocket'], message: 'a DICOMweb route carries no WebSocket upgrades' });
@@ -248,6 +288,13 @@ export const ConfigSchema = z.strictObject({
     }
     if (r.auth !== 'public') {
       if (!cfg.identity) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: `authenticator ${r.auth.join(', ')} needs an identity section (issuer, audience)` });
+      if (new Set(r.auth).size !== r.auth.length) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'each authenticator at most once' });
+      if (r.auth.includes('session')) {
+        if (cfg.identity && !cfg.identity.client) ctx.addIssue({ code: 'custom', path: ['identity', 'client'], message: `route ${r.name} logs browsers in (auth: session): expected identity.client (the gateway's confidential client: id, secret)` });
+        if (!cfg.session) ctx.addIssue({ code: 'custom', path: ['session'], message: `route ${r.name} uses auth: session: expected a session section with a secret of at least 32 bytes` });
+      }
+      if (r.queryToken && !r.auth.includes('bearer')) ctx.addIssue({ code: 'custom', path: ['routes', i, 'queryToken'], message: 'queryToken needs the bearer authenticator' });
+      if (r.static) return;
       if (!r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'an authenticated route needs allow: the permissions it grants, e.g. [view, upload]' });
     } else {
       if (r.allow) ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'allow needs an authenticated route (auth: [bearer])' });
@@ -267,10 +314,14 @@ export type RouteConfig = ParsedConfig['routes'][number] & {
 };
 export type ServerConfig = ParsedConfig['server'] & { readonly publicUrl: string };
 export type IdentityConfig = NonNullable<ParsedConfig['identity']> & { readonly roleClaims: readonly string[] };
+export type SessionConfig = NonNullable<ParsedConfig['session']>;
 export interface Config {
   readonly file: string;
   readonly server: ServerConfig;
   readonly identity?: IdentityConfig;
+  readonly session?: SessionConfig;
+  /** memory, or a Redis URL: sessions (and later shares, revocations) live there. */
+  readonly store: string;
   /** Role → permissions (the built-in table when routes.yaml has none). */
   readonly permissions: Readonly<Record<string, readonly z.output<typeof Permission>[]>>;
   readonly routes: readonly RouteConfig[];

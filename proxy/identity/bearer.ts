@@ -217,14 +217,16 @@ function takeQueryToken(ex: Exchange): string | undefined {
 
 export interface BearerOptions { readonly queryToken: boolean; readonly maxTokenSize: number }
 
-export function createBearerAuthenticator(verifier: TokenVerifier, opts: BearerOptions): Authenticator & { challenge(): GatewayError } {
+export function createBearerAuthenticator(verifier: TokenVerifier, opts: BearerOptions): Authenticator {
   const realm = verifier.realm;
   const malformed = (description: string) => new GatewayError('CREDENTIALS_MALFORMED', description, {
     headers: { 'WWW-Authenticate': bearerChallenge(realm, 'invalid_request', description) },
   });
   return {
     name: 'bearer',
+    via: 'bearer',
     challenge: () => new GatewayError('UNAUTHENTICATED', 'a bearer token is required', { headers: { 'WWW-Authenticate': bearerChallenge(realm) } }),
+    refuse: (_ex, _p, reason) => new GatewayError('FORBIDDEN', reason, { headers: { 'WWW-Authenticate': bearerChallenge(realm, 'insufficient_scope', reason) } }),
     authenticate(ex) {
       const header = authorizationHeader(ex);
       let queryToken: string | undefined;

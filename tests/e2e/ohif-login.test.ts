@@ -1,6 +1,7 @@
-// The whole chain with a real login, in real Chromium: OHIF → the dev IdP's login form through the
-// gateway's /auth route → back to OHIF with a bearer token → QIDO/WADO through /pacs to a real
-// Orthanc. The gateway runs the SHIPPED routes.yaml; only its environment variables differ.
+// OHIF's own OIDC client (the alternative to the shipped backend-for-frontend mode), in real
+// Chromium: OHIF → the dev IdP's login form through the gateway's /auth route → back to OHIF with a
+// bearer token → QIDO/WADO through /pacs to a real Orthanc. The gateway runs the shipped routes.yaml
+// switched to this mode the way the README says (viewer public, /pacs bearer only).
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { type Browser, type BrowserContext, type ConsoleMessage, type Page, type Request } from 'playwright-core';
@@ -35,6 +36,14 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** The shipped routes.yaml with OHIF logging users in itself: the viewer public, /pacs bearer only. */
+export function viewerOidcMode(shipped: string): string {
+  const pacs = /(\n  - name: dicomweb\n(?:    .*\n)*?)    auth: \[session, bearer\]\n/;
+  const viewer = /(\n  - name: viewer\n(?:    .*\n)*?)    auth: \[session\]\n/;
+  if (!pacs.test(shipped) || !viewer.test(shipped)) throw new Error('routes.yaml no longer has the BFF auth lines this test switches');
+  return shipped.replace(pacs, '$1    auth: [bearer]\n').replace(viewer, '$1    auth: public\n');
+}
+
 beforeAll(async () => {
   orthanc = await startOrthanc();
   data = await loadDemoData(orthanc);
@@ -44,7 +53,7 @@ beforeAll(async () => {
     // OHIF renews a token 60 s before it expires: 65 s makes it renew (with its refresh token) within a test.
     accessTokenTtl: 65,
   });
-  gw = await startGateway(readFileSync(new URL('../../routes.yaml', import.meta.url), 'utf8'),
+  gw = await startGateway(viewerOidcMode(readFileSync(new URL('../../routes.yaml', import.meta.url), 'utf8')),
     routesEnv({ listen: new URL(publicUrl).host, publicUrl, adminListen: '127.0.0.1:0', orthanc, idp }));
   browser = await launchChromium();
 }, 90_000);
@@ -132,7 +141,7 @@ test('the IdP is reached through /auth with its public issuer, and its tokens op
   expect(gw.logs.filter((l) => l.msg === 'request' && String(l.path).endsWith('/openid-connect/certs'))).toEqual([]);
 });
 
-test('/pacs-admin is closed to browsers without an admin token', async () => {
+test('/pacs-admin takes an admin bearer token (browsers log in there with a session, see session-login.test.ts)', async () => {
   expect((await fetch(`${gw.url}/pacs-admin/app/explorer.html`)).status).toBe(401);
   const viewer = await idp.issueAccessToken({ realmRoles: ['viewer'], clientId: OHIF_CLIENT });
   expect((await fetch(`${gw.url}/pacs-admin/system`, { headers: { authorization: `Bearer ${viewer}` } })).status).toBe(403);

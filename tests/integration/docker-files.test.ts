@@ -1,7 +1,8 @@
 // The docker/ deployment, checked without a Docker engine: the compose file as docker compose
 // resolves it (who publishes what, which secrets are required, that the services agree on URLs,
 // users and passwords), the gateway's routes.yaml against the compose environment, the Keycloak
-// realm, the Dockerfile and its build context, the container probe and the PostgreSQL init script.
+// realm (and its pacs-gateway client against the gateway's endpoints), the Dockerfile and its build
+// context, the container probe and the PostgreSQL init script.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, chmodSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -10,15 +11,34 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { parseConfig } from '../../proxy/config/load.js';
+import { BACKCHANNEL_LOGOUT_PATH } from '../../proxy/endpoints/gateway.js';
 import { gatewayPackage, ohifDistDir } from '../../proxy/forward/static-site.js';
 
 const ROOT = path.resolve('.');
 const COMPOSE_FILE = 'docker/docker-compose.yml';
 const ENV_EXAMPLE = 'docker/.env.example';
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
-const SECRETS = ['ORTHANC_PASSWORD', 'POSTGRES_PASSWORD', 'KEYCLOAK_DB_PASSWORD', 'ORTHANC_DB_PASSWORD', 'KEYCLOAK_ADMIN_PASSWORD'] as const;
-// Stand-ins, distinct per variable so a mix-up between services shows.
-const STAND_INS: Record<string, string> = Object.fromEntries(SECRETS.map((s) => [s, `standin-${s.toLowerCase()}`]));
+const SECRETS = ['ORTHANC_PASSWORD', 'POSTGRES_PASSWORD', 'KEYCLOAK_DB_PASSWORD', 'ORTHANC_DB_PASSWORD', 'KEYCLOAK_ADMIN_PASSWORD',
+  'OIDC_CLIENT_SECRET', 'SESSION_SECRET'] as const;
+// Stand-ins, distinct per variable so a mix-up between services shows (the session secret needs 32 bytes).
+const STAND_INS: Record<string, string> = Object.fromEntries(SECRETS.map((s) => [s, `standin-${s.toLowerCase()}`.padEnd(40, '-x')]));
+
+// ---- the Keycloak realm, shared by the compose checks and the realm's own ---------------------------
+
+interface RealmClient {
+  clientId: string; publicClient: boolean; clientAuthenticatorType?: string; secret?: string;
+  standardFlowEnabled: boolean; implicitFlowEnabled: boolean; directAccessGrantsEnabled: boolean;
+  serviceAccountsEnabled?: boolean; frontchannelLogout?: boolean; fullScopeAllowed?: boolean;
+  defaultClientScopes?: string[]; redirectUris: string[]; webOrigins?: string[];
+  attributes: Record<string, string>; protocolMappers: { protocolMapper: string; config: Record<string, string> }[];
+}
+const REALM_TEXT = read('docker/keycloak/realm-pacs.json');
+const REALM = JSON.parse(REALM_TEXT) as { realm: string; clients: RealmClient[] };
+/** The gateway's own confidential client (routes.yaml: identity.client; compose: OIDC_CLIENT_ID). */
+const GATEWAY_CLIENT_ID = 'pacs-gateway';
+// Keycloak's import placeholders: ${VAR} or ${VAR:default}, resolved from Keycloak's environment.
+const resolvePlaceholders = (s: string, env: Record<string, string>) =>
+  s.replace(/\$\{([A-Z_]+)(?::([^}]*))?\}/g, (_, name: string, dflt?: string) => env[name] ?? dflt ?? `\${${name}}`);
 
 // ---- docker compose (v2 plugin or Debian's docker-compose 1.29) ----------------------------------
 
@@ -68,7 +88,11 @@ if (!COMPOSE) {
 composeDescribe(`docker compose config (${COMPOSE?.join(' ') ?? 'not installed'})`, () => {
   let resolved: Resolved;
   let svc: Record<string, Service>;
-  const realm = JSON.parse(read('docker/keycloak/realm-pacs.json')) as { realm: string; clients: { clientId: string }[] };
+  const realm = REALM;
+  const gatewayClient = REALM.clients.find((c) => c.clientId === GATEWAY_CLIENT_ID)!;
+  /** routes.yaml as the gateway container reads it. */
+  const gatewayConfig = (s: Record<string, Service>) => parseConfig(read('routes.yaml'), 'routes.yaml', envOf(s.gateway!));
+  const sharedNetworks = (a: Service, b: Service) => networksOf(a).filter((n) => networksOf(b).includes(n));
 
   beforeAll(() => {
     const r = composeConfig(STAND_INS);
@@ -189,7 +213,70 @@ composeDescribe(`docker compose config (${COMPOSE?.join(' ') ?? 'not installed'}
     expect(r.stdout).toContain('admin 0.0.0.0:9090');
     expect(r.stdout).toMatch(/\/pacs\s+→ http:\/\/orthanc:8042 \(prefix stripped\)/);
     expect(r.stdout).toMatch(/\/auth\s+→ http:\/\/keycloak:8080 /);
-    expect(r.stdout).not.toContain(STAND_INS.ORTHANC_PASSWORD);
+    expect(r.stdout).toContain('"store": "redis://redis:6379"');
+    for (const secret of ['ORTHANC_PASSWORD', 'OIDC_CLIENT_SECRET', 'SESSION_SECRET']) expect(r.stdout).not.toContain(STAND_INS[secret]);
+  });
+
+  test('the gateway\'s own client: compose, routes.yaml and the realm agree on its id and secret', () => {
+    const gw = envOf(svc.gateway!);
+    const kc = envOf(svc.keycloak!);
+    const config = gatewayConfig(svc);
+    expect(gw.OIDC_CLIENT_ID).toBe(GATEWAY_CLIENT_ID);
+    expect(config.identity?.client?.id).toBe(GATEWAY_CLIENT_ID);
+    expect(gatewayClient).toBeDefined();
+    expect(gatewayClient.publicClient).toBe(false);
+    // The secret Keycloak imports into the client is exactly the one the gateway authenticates with.
+    expect(gw.OIDC_CLIENT_SECRET).toBe(STAND_INS.OIDC_CLIENT_SECRET);
+    expect(kc.OIDC_CLIENT_SECRET).toBe(gw.OIDC_CLIENT_SECRET);
+    expect(resolvePlaceholders(gatewayClient.secret!, kc)).toBe(config.identity!.client!.secret);
+    expect(config.session?.secret).toEqual([STAND_INS.SESSION_SECRET]);
+    // Its tokens pass the gateway's checks: aud "pacs" (the client's audience mapper), roles from realm_access.
+    expect(config.identity!.audience).toContain('pacs');
+    expect(config.identity!.roleClaims).toContain('realm_access.roles');
+  });
+
+  test('Keycloak sends browsers back exactly to the gateway\'s callback and logged-out pages, for any PUBLIC_URL', () => {
+    const moved = composeConfig({ ...STAND_INS, PUBLIC_URL: 'https://pacs.example.org' });
+    expect(moved.status).toBe(0);
+    for (const s of [svc, (parse(moved.stdout) as Resolved).services]) {
+      const kc = envOf(s.keycloak!);
+      const config = gatewayConfig(s);
+      const { publicUrl } = config.server;
+      expect(publicUrl).toBe(envOf(s.gateway!).PUBLIC_URL);
+      expect({ publicUrl, redirect: gatewayClient.redirectUris.map((u) => resolvePlaceholders(u, kc)) })
+        .toEqual({ publicUrl, redirect: [`${publicUrl}${config.identity!.client!.redirectPath}`] });
+      expect({ publicUrl, logout: resolvePlaceholders(gatewayClient.attributes['post.logout.redirect.uris']!, kc) })
+        .toEqual({ publicUrl, logout: `${publicUrl}${config.identity!.client!.postLogoutPath}` });
+    }
+    expect(gatewayConfig(svc).identity!.client!.redirectPath).toBe('/_gateway/callback');
+  });
+
+  test('Keycloak reaches the gateway\'s back-channel logout on the compose network, with the sid required', () => {
+    const url = new URL(gatewayClient.attributes['backchannel.logout.url']!);
+    const listen = gatewayConfig(svc).server.listen;
+    expect(url.protocol).toBe('http:');                        // inside the network, no TLS
+    expect(url.hostname).toBe('gateway');                      // the compose service
+    expect(svc[url.hostname]).toBeDefined();
+    expect(Number(url.port || 80)).toBe(listen.port);          // the gateway's listener, not the host port
+    expect(listen.host).toBe('0.0.0.0');
+    expect(url.pathname).toBe(BACKCHANNEL_LOGOUT_PATH);
+    expect(url.search + url.hash + url.username).toBe('');
+    expect(sharedNetworks(svc.keycloak!, svc.gateway!)).toEqual(['backend']);
+    expect(gatewayClient.attributes['backchannel.logout.session.required']).toBe('true');
+    expect(gatewayClient.frontchannelLogout).toBe(false);
+  });
+
+  test('login sessions live in the compose Redis, which the gateway waits for', () => {
+    const gw = envOf(svc.gateway!);
+    expect(gatewayConfig(svc).store).toBe(gw.STORE_URL);
+    const url = new URL(gw.STORE_URL!);
+    expect(url.protocol).toBe('redis:');
+    expect(url.hostname).toBe('redis');
+    expect(svc[url.hostname]!.image).toMatch(/^redis:/);
+    expect(Number(url.port || 6379)).toBe(6379);
+    expect(svc.redis!.command?.join(' ')).not.toMatch(/--port\b/); // Redis listens on its default port
+    expect(sharedNetworks(svc.redis!, svc.gateway!)).toEqual(['backend']);
+    expect(svc.gateway!.depends_on?.redis?.condition).toBe('service_healthy');
   });
 });
 
@@ -223,6 +310,14 @@ describe('docker-compose.yml and .env.example as written', () => {
     expect(example).toMatch(/^PUBLIC_URL=http:\/\/localhost:8080$/m);
   });
 
+  test('the repository root .env.example lists every variable routes.yaml reads', () => {
+    const routes = read('routes.yaml').split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+    const used = new Set([...routes.matchAll(/\$\{([A-Z_][A-Z0-9_]*)/g)].map((m) => m[1]!));
+    const listed = new Set([...read('.env.example').matchAll(/^([A-Z_][A-Z0-9_]*)=/gm)].map((m) => m[1]!));
+    expect([...used].filter((v) => !listed.has(v))).toEqual([]);
+    for (const v of ['OIDC_CLIENT_ID', 'OIDC_CLIENT_SECRET', 'SESSION_SECRET', 'STORE_URL']) expect(used.has(v)).toBe(true);
+  });
+
   test('docker/.env (real secrets) is git-ignored and kept out of the build context', () => {
     const check = spawnSync('git', ['check-ignore', '-q', 'docker/.env'], { cwd: ROOT });
     expect(check.status).toBe(0);
@@ -231,18 +326,12 @@ describe('docker-compose.yml and .env.example as written', () => {
 });
 
 describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
-  interface Client {
-    clientId: string; publicClient: boolean; standardFlowEnabled: boolean; implicitFlowEnabled: boolean;
-    directAccessGrantsEnabled: boolean; redirectUris: string[]; webOrigins: string[];
-    attributes: Record<string, string>; protocolMappers: { protocolMapper: string; config: Record<string, string> }[];
-  }
   interface User { username: string; realmRoles: string[]; credentials: { type: string; temporary: boolean }[] }
-  const text = read('docker/keycloak/realm-pacs.json');
-  const realm = JSON.parse(text) as { realm: string; accessTokenLifespan: number; roles: { realm: { name: string }[] }; clients: Client[]; users: User[] };
+  const text = REALM_TEXT;
+  const realm = REALM as typeof REALM & { accessTokenLifespan: number; roles: { realm: { name: string }[] }; users: User[] };
   const ohif = realm.clients.find((c) => c.clientId === 'ohif-viewer')!;
-  // Keycloak's import placeholders: ${VAR} or ${VAR:default}, resolved from the environment.
-  const resolve = (s: string, env: Record<string, string>) =>
-    s.replace(/\$\{([A-Z_]+)(?::([^}]*))?\}/g, (_, name: string, dflt?: string) => env[name] ?? dflt ?? `\${${name}}`);
+  const gateway = realm.clients.find((c) => c.clientId === GATEWAY_CLIENT_ID)!;
+  const resolve = resolvePlaceholders;
 
   test('realm "pacs" with the roles the routes use, 5-minute access tokens', () => {
     expect(realm.realm).toBe('pacs');
@@ -267,8 +356,52 @@ describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
     });
     expect(uris({})).toEqual({ redirect: ['http://localhost:8080/callback', 'http://localhost:8080/silent-refresh.html'], logout: 'http://localhost:8080/*' });
     expect(uris({ PUBLIC_URL: 'https://pacs.example.org' }).redirect).toEqual(['https://pacs.example.org/callback', 'https://pacs.example.org/silent-refresh.html']);
-    // No placeholder other than PUBLIC_URL (every other ${…} would be resolved from Keycloak's environment).
-    expect([...text.matchAll(/\$\{([^}:]+)/g)].map((m) => m[1]).filter((n) => n !== 'PUBLIC_URL')).toEqual([]);
+    // No placeholder other than PUBLIC_URL and the gateway client's secret (each is resolved from
+    // Keycloak's environment, which compose must then set).
+    expect([...text.matchAll(/\$\{([^}:]+)/g)].map((m) => m[1]).filter((n) => n !== 'PUBLIC_URL')).toEqual(['OIDC_CLIENT_SECRET']);
+  });
+
+  test('pacs-gateway: confidential client, code flow only, PKCE S256', () => {
+    expect(gateway).toBeDefined();
+    expect(gateway.publicClient).toBe(false);
+    expect(gateway.clientAuthenticatorType).toBe('client-secret');
+    expect(gateway.standardFlowEnabled).toBe(true);
+    expect(gateway.implicitFlowEnabled).toBe(false);
+    expect(gateway.directAccessGrantsEnabled).toBe(false);
+    expect(gateway.serviceAccountsEnabled).toBe(false);
+    expect(gateway.attributes['pkce.code.challenge.method']).toBe('S256');
+    expect(gateway.webOrigins ?? []).toEqual([]); // the code exchange is server-side: no CORS
+  });
+
+  test('no literal client secret: every confidential client takes its secret from the environment', () => {
+    expect(gateway.secret).toBe('${OIDC_CLIENT_SECRET}');
+    for (const c of realm.clients) {
+      if (c.publicClient) expect({ client: c.clientId, secret: c.secret }).toEqual({ client: c.clientId, secret: undefined });
+      else expect({ client: c.clientId, secret: c.secret }).toEqual({ client: c.clientId, secret: expect.stringMatching(/^\$\{[A-Z_]+\}$/) });
+    }
+    expect([...text.matchAll(/"secret"\s*:\s*"([^"]*)"/g)].map((m) => m[1])).toEqual(['${OIDC_CLIENT_SECRET}']);
+  });
+
+  test('pacs-gateway: one exact redirect URI and one exact logout URI, no wildcard; back-channel logout only', () => {
+    expect(gateway.redirectUris.map((u) => resolve(u, {}))).toEqual(['http://localhost:8080/_gateway/callback']);
+    expect(resolve(gateway.attributes['post.logout.redirect.uris']!, {})).toBe('http://localhost:8080/_gateway/logged-out');
+    expect(gateway.redirectUris.map((u) => resolve(u, { PUBLIC_URL: 'https://pacs.example.org' }))).toEqual(['https://pacs.example.org/_gateway/callback']);
+    for (const uri of [...gateway.redirectUris, gateway.attributes['post.logout.redirect.uris']!]) {
+      expect({ uri, wildcard: uri.includes('*'), list: uri.includes('##') }).toEqual({ uri, wildcard: false, list: false });
+    }
+    expect(gateway.attributes['backchannel.logout.url']).toBe(`http://gateway:8080${BACKCHANNEL_LOGOUT_PATH}`);
+    expect(gateway.attributes['backchannel.logout.session.required']).toBe('true'); // sid in ID and logout tokens
+    expect(gateway.frontchannelLogout).toBe(false);
+  });
+
+  test('pacs-gateway: access tokens carry aud "pacs" and the realm roles, exactly as ohif-viewer\'s do', () => {
+    const audience = (c: RealmClient) => c.protocolMappers.filter((m) => m.protocolMapper === 'oidc-audience-mapper');
+    expect(audience(gateway)).toEqual(audience(ohif));
+    expect(audience(gateway)[0]?.config['id.token.claim']).toBe('false'); // ID tokens stay addressed to the client
+    // Realm roles (realm_access.roles) come from the realm's default "roles" scope, with the full scope.
+    expect(gateway.fullScopeAllowed).toBe(true);
+    expect(gateway.fullScopeAllowed).toBe(ohif.fullScopeAllowed);
+    expect(gateway.defaultClientScopes).toEqual(ohif.defaultClientScopes);
   });
 
   test('access tokens carry aud "pacs" (audience mapper), which the gateway accepts', () => {

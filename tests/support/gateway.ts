@@ -42,3 +42,16 @@ export async function accessLogFor(gw: RunningGateway, requestId: string, timeou
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** A TCP port free on 127.0.0.1 right now (for a gateway whose public URL must be known before it starts). */
+export async function freeLoopbackPort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}

@@ -179,6 +179,8 @@ export interface TestIdp {
   jwksFetchCount(): number;
   /** Number of requests to the discovery document. */
   discoveryFetchCount(): number;
+  /** Refresh-token grants redeemed by outside clients (the gateway), not by issue*()/refresh(). */
+  refreshGrantCount(): number;
   resetCounters(): void;
   /**
    * Simulate an outage: every request from outside (issue*() keeps working) gets its connection
@@ -373,6 +375,24 @@ function basicAuth(clientId: string, secret: string): string {
 
 class IdpRequestError extends Error {}
 
+/**
+ * Client metadata for the gateway's own confidential client at `gatewayUrl` (its login sessions):
+ * code flow + PKCE, refresh tokens, RP-initiated and back-channel logout. Its secret is the IdP's
+ * shared clientSecret.
+ */
+export function gatewayClient(gatewayUrl: string): Record<string, unknown> {
+  const base = gatewayUrl.replace(/\/+$/, '');
+  return {
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: [`${base}/_gateway/callback`],
+    post_logout_redirect_uris: [`${base}/_gateway/logged-out`],
+    backchannel_logout_uri: `${base}/_gateway/backchannel-logout`,
+    backchannel_logout_session_required: true,
+  };
+}
+
 /** Client metadata for a public browser app such as OHIF at `appUrl`: code flow + PKCE, refresh tokens, no secret. */
 export function browserClient(appUrl: string): Record<string, unknown> {
   const base = appUrl.replace(/\/+$/, '');
@@ -484,6 +504,7 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
   // Counters / outage simulation.
   let jwksFetches = 0;
   let discoveryFetches = 0;
+  let refreshGrants = 0;
   let down: false | 'reset' | '503' = false;
   let lastServerError: unknown;
 
@@ -605,6 +626,9 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        // OpenID Connect Back-Channel Logout 1.0 (Keycloak supports it too): clients that register a
+        // backchannel_logout_uri get a signed logout token when the user's IdP session ends.
+        backchannelLogout: { enabled: true },
         revocation: { enabled: true },
         introspection: { enabled: false },
         rpInitiatedLogout: {
@@ -720,6 +744,12 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
     // public issuer's through X-Forwarded-*, which this makes the provider read.
     provider.proxy = true;
     provider.on('server_error', (_ctx: unknown, err: unknown) => {
+      lastServerError = err;
+    });
+    provider.on('grant.success', (ctx: OidcCtx) => {
+      if (ctx?.oidc?.params?.grant_type === 'refresh_token' && ctx.get(INTERNAL_HEADER) !== internalSecret) refreshGrants++;
+    });
+    provider.on('backchannel.error', (_ctx: unknown, err: unknown) => {
       lastServerError = err;
     });
     return { provider, handle: provider.callback() };
@@ -1020,9 +1050,11 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
     },
     jwksFetchCount: () => jwksFetches,
     discoveryFetchCount: () => discoveryFetches,
+    refreshGrantCount: () => refreshGrants,
     resetCounters() {
       jwksFetches = 0;
       discoveryFetches = 0;
+      refreshGrants = 0;
     },
     setDown(isDown, mode = 'reset') {
       // Checked per request, so requests on kept-alive sockets are refused (and counted) too.
