@@ -123,10 +123,11 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     sessionAuth = createSessionAuthenticator({
       sessions, oidc: oidcClient, verifier: issuer.verifier, publicOrigin: new URL(config.server.publicUrl).origin,
       refreshBefore: config.session.refreshBefore, log, loginPath: LOGIN_PATH, logoutPath: LOGOUT_PATH,
+      count: (event) => metrics.sessionEvents.inc({ event }),
     });
     login = { sessions, oidc: oidcClient, verifier: issuer.verifier, keySet: issuer.keySet };
   }
-  const endpoints = createGatewayEndpoints({ config, pages, log, store, login, fail });
+  const endpoints = createGatewayEndpoints({ config, pages, log, store, login, fail, count: (event) => metrics.sessionEvents.inc({ event }) });
 
   const operationsOf = (route: RouteConfig): OperationTable | undefined => {
     if (!route.upstream) return undefined; // the static site answers only GET/HEAD for its own files

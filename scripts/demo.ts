@@ -40,7 +40,7 @@ const CAN: Record<string, string> = {
   admin: 'download of original files, and Orthanc Explorer at /pacs-admin (the gateway\'s own login)',
 };
 const abilities = (u: TestUser) => u.realmRoles.length === 0
-  ? 'signs in, but /pacs answers 403: an empty study list'
+  ? 'signs in, and gets a page saying the account has no role'
   : u.realmRoles.map((r) => CAN[r] ?? `role ${r}`).join(' + ');
 
 let orthanc: OrthancHandle | undefined;
@@ -156,6 +156,7 @@ async function main(): Promise<void> {
     'Sign in on the login page of the dev IdP (oidc-provider, in place of Keycloak) as:',
     ...DEMO_USERS.map((u) => `  ${login(u).padEnd(w1)}  ${roles(u).padEnd(w2)}  ${abilities(u)}`),
     '',
+    `Orthanc Explorer   ${publicUrl}/pacs-admin/app/explorer.html (admin)   sign out: ${publicUrl}/_gateway/logout`,
     `Identity provider  ${idp.issuer} (through the gateway's /auth; itself on ${HOST}:${idpPort})`,
     `Orthanc            ${orthanc.url}, reachable only with the gateway's password, through ${publicUrl}/pacs`,
     `Gateway admin      http://${HOST}:${adminPort}/metrics, /readyz   access log: ${path.relative(process.cwd(), LOG_FILE)}`,

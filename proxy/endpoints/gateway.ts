@@ -42,6 +42,7 @@ export interface GatewayEndpointsDeps {
   readonly store: Store;
   readonly login: LoginDeps | undefined;
   readonly fail: (ex: Exchange, err: GatewayError) => void;
+  readonly count?: (event: 'login' | 'login_failed' | 'logout' | 'backchannel_logout') => void;
 }
 
 export interface GatewayEndpoints { handle(ex: Exchange): void }
@@ -68,6 +69,7 @@ export function createGatewayEndpoints(deps: GatewayEndpointsDeps): GatewayEndpo
 
   const loginError = (res: Response, status: number, reason: string, returnTo = '/') => {
     exchangeOf(res.req).errorCode = 'LOGIN_FAILED';
+    deps.count?.('login_failed');
     page(res, status, 'login-error', { title: 'Sign-in did not complete', reason, retryUrl: `${LOGIN_PATH}?return=${encodeURIComponent(returnTo)}` });
   };
 
@@ -167,6 +169,7 @@ export function createGatewayEndpoints(deps: GatewayEndpointsDeps): GatewayEndpo
         accessExpiresAt: principal.expiresAt,
       });
       log.info({ reqId: exchangeOf(req).id, sub: principal.subject }, 'login');
+      deps.count?.('login');
       res.append('Set-Cookie', sessions.setCookie(id));
       res.setHeader('Cache-Control', 'no-store');
       res.redirect(302, tx.returnTo);
@@ -184,7 +187,10 @@ export function createGatewayEndpoints(deps: GatewayEndpointsDeps): GatewayEndpo
       res.setHeader('Set-Cookie', sessions.clearCookie());
       res.setHeader('Cache-Control', 'no-store');
       res.setHeader('Referrer-Policy', 'no-referrer');
-      if (record) log.info({ reqId: ex.id, sub: record.sub }, 'logout');
+      if (record) {
+        log.info({ reqId: ex.id, sub: record.sub }, 'logout');
+        deps.count?.('logout');
+      }
       let target: string = client.postLogoutPath;
       if (record) {
         try {
@@ -247,6 +253,7 @@ export function createGatewayEndpoints(deps: GatewayEndpointsDeps): GatewayEndpo
       if (!(await store.setIfAbsent(`bcl-jti:${sha(`${payload.iss}|${payload.jti}`)}`, '1', 15 * 60_000))) { refuse('logout token replayed (jti seen before)'); return; }
       const ended = await sessions.destroyWhere(sid ? { sid } : { sub: sub! });
       log.info({ reqId: exchangeOf(req).id, sub, sessions: ended }, 'back-channel logout');
+      deps.count?.('backchannel_logout');
       res.status(200).end();
     });
   }

@@ -23,6 +23,8 @@ export interface SessionAuthenticatorDeps {
   /** Where the gateway's login and logout live. */
   readonly loginPath: string;
   readonly logoutPath: string;
+  /** Counts session events (metrics). */
+  readonly count?: (event: 'refresh' | 'refresh_refused' | 'expired') => void;
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -106,6 +108,7 @@ export function createSessionAuthenticator(deps: SessionAuthenticatorDeps): Auth
       } catch (err) {
         if (err instanceof GrantRefused) {
           log.info({ sub: current.sub, error: err.error }, 'session refresh refused by the IdP: session ended');
+          deps.count?.('refresh_refused');
           await sessions.destroy(id);
           return undefined;
         }
@@ -123,6 +126,7 @@ export function createSessionAuthenticator(deps: SessionAuthenticatorDeps): Auth
         ...(tokens.idToken ? { idToken: tokens.idToken } : {}),
       };
       await sessions.update(id, next);
+      deps.count?.('refresh');
       return next;
     } finally {
       await sessions.unlock(id, owner).catch(() => undefined);
@@ -143,6 +147,7 @@ export function createSessionAuthenticator(deps: SessionAuthenticatorDeps): Auth
     if (!record) {
       // A stale cookie beside a bearer token (a script's cookie jar): the token decides.
       if (ex.req.headers.authorization !== undefined) return null;
+      deps.count?.('expired');
       throw ended(ex, 'your session has ended');
     }
     if (!SAFE_METHODS.has(ex.req.method ?? 'GET') && !sameOrigin(ex, deps.publicOrigin)) {

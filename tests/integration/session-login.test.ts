@@ -173,3 +173,23 @@ test('logout ends the local session and sends the browser to the IdP with id_tok
   expect(loggedOut.status).toBe(200);
   expect(loggedOut.text).toContain('/_gateway/login');
 });
+
+test('logins and logouts are counted, and no token, cookie, code or secret ever reaches the log', async () => {
+  const b = new HttpBrowser();
+  expect((await b.loginThrough(explorer(), 'admin')).status).toBe(200);
+  const cookie = b.cookiesFor(gw.url).get('pgw_session')!.value;
+  await b.request(`${gw.url}/_gateway/logout`, { method: 'POST', headers: { origin: gw.url }, body: '' });
+  const metrics = await gw.gateway.metrics.registry.getSingleMetricAsString('pacs_gateway_session_events_total');
+  expect(Number(/event="login"} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+  expect(Number(/event="logout"} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+  const logs = gw.rawLogs();
+  expect(logs).toContain('"msg":"login"');
+  expect(logs).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.eyJ/); // no JWT (access, ID or logout token)
+  expect(logs).not.toContain(cookie.split('.')[0]); // no session id
+  expect(logs).not.toContain(SECRET);
+  expect(logs).not.toContain(idp.clientSecret);
+  // The callback's code and state are redacted in the access log.
+  const callbacks = gw.logs.filter((l) => l.msg === 'request' && l.path === '/_gateway/callback');
+  expect(callbacks.length).toBeGreaterThan(0);
+  for (const line of callbacks) expect(String(line.query)).toMatch(/^code=\[redacted\]&state=\[redacted\]/);
+});
