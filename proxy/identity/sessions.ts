@@ -49,8 +49,9 @@ export function createSessions(cfg: SessionConfig, store: Store, https: boolean)
   const cookieName = https ? `__Host-${cfg.cookieName}` : cfg.cookieName;
   const secrets: readonly string[] = cfg.secret;
   const signingSecret = secrets[0] as string;
-  // The last-seen mark is written at most this often: not one store write per request.
-  const touchEvery = Math.min(60_000, Math.max(1000, Math.floor(cfg.idleTimeout / 4)));
+  // The last-seen mark is written at most this often (not one store write per request) and lives
+  // idleTimeout from its write: a session unused for idleTimeout ends, at most a tenth earlier.
+  const touchEvery = Math.min(60_000, Math.floor(cfg.idleTimeout / 10));
   const cookieOpts = { httpOnly: true, sameSite: 'lax' as const, secure: https, path: '/' };
 
   const rec = (k: string) => `sess:${k}`;

@@ -731,6 +731,9 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
         Grant: 60 * 60,
       },
       clientBasedCORS: () => true,
+      // oidc-provider refuses outgoing requests to loopback addresses (SSRF protection): its
+      // back-channel logout calls must reach a gateway on 127.0.0.1 in tests and the demo.
+      fetch: (url: string | URL, { dispatcher: _ssrf, ...options }: RequestInit & { dispatcher?: unknown }) => fetch(url, options),
       renderError: async (ctx: OidcCtx, out: Record<string, unknown>) => {
         ctx.type = 'text/plain';
         ctx.body = `test IdP error: ${JSON.stringify(out)}`;

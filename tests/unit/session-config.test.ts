@@ -90,7 +90,8 @@ describe('the return target after login is a same-origin relative path', () => {
     '//evil.example', '/\\evil.example', '\\\\evil.example', 'https://evil.example', 'http:evil.example', 'javascript:alert(1)',
     '/%2F%2Fevil.example', '/%2f/evil.example', '/%5Cevil.example', '%2F%2Fevil.example', ' /x', '/x y', '/\t/evil.example',
     '/x\r\nLocation: http://evil', '/x%0d%0aLocation:%20http://evil', '/x%00', '', 'evil.example', '/_gateway/login?return=/',
-    '/\u00e9', `/${'a'.repeat(2100)}`,
+    '/\u00e9', `/${'a'.repeat(2100)}`, '/.//evil.example', '/x/..//evil.example', '/%2e//evil.example', '/./\\evil.example',
+    '/%2E%2E//evil.example', '/a/../../evil.example',
   ])('%j falls back to /', (raw) => expect(safeReturnPath(raw)).toBe('/'));
 
   test('non-strings fall back', () => {
