@@ -38,10 +38,13 @@ export function isNavigation(ex: Exchange): boolean {
 /**
  * A request that may change state must show it comes from the gateway's own pages: its Origin, or
  * without one, Sec-Fetch-Site. Neither: refused (fail closed; browsers send one or the other).
+ * `Origin: null` is what a browser sends for a form POST from a page served with
+ * `Referrer-Policy: no-referrer` (the gateway's pages and OHIF's) — and also from sandboxed frames
+ * and data: URLs; Sec-Fetch-Site, which no page can set, tells them apart.
  */
 export function sameOrigin(ex: Exchange, publicOrigin: string): boolean {
   const origin = ex.req.headers.origin;
-  if (origin !== undefined) return origin === publicOrigin;
+  if (origin !== undefined && origin !== 'null') return origin === publicOrigin;
   return ex.req.headers['sec-fetch-site'] === 'same-origin';
 }
 

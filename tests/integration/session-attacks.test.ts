@@ -331,6 +331,7 @@ describe('CSRF', () => {
     const refused: Array<[string, Record<string, string>]> = [
       ['a foreign Origin', { origin: EVIL }],
       ['Origin: null (sandboxed frame, data: URL)', { origin: 'null' }],
+      ['Origin: null from a sandboxed frame on another site', { origin: 'null', 'sec-fetch-site': 'cross-site' }],
       ['the gateway\'s host on another port', { origin: 'http://127.0.0.1:1' }],
       ['no Origin, Sec-Fetch-Site: cross-site', { 'sec-fetch-site': 'cross-site' }],
       ['no Origin, Sec-Fetch-Site: same-site (a sibling host)', { 'sec-fetch-site': 'same-site' }],
@@ -374,6 +375,7 @@ describe('CSRF', () => {
     const attempts: Array<[string, { method: string; headers: Record<string, string>; body?: string }]> = [
       ['POST with a foreign Origin', { method: 'POST', headers: { ...form, origin: EVIL }, body: '' }],
       ['POST with Origin: null', { method: 'POST', headers: { ...form, origin: 'null' }, body: '' }],
+      ['POST with Origin: null from another site', { method: 'POST', headers: { ...form, origin: 'null', 'sec-fetch-site': 'cross-site' }, body: '' }],
       ['POST with Sec-Fetch-Site: cross-site', { method: 'POST', headers: { ...form, 'sec-fetch-site': 'cross-site' }, body: '' }],
       ['POST with neither header', { method: 'POST', headers: form, body: '' }],
       ['GET with Sec-Fetch-Site: cross-site (an <img> or a link on another site)', { method: 'GET', headers: { 'sec-fetch-site': 'cross-site' } }],
@@ -385,10 +387,15 @@ describe('CSRF', () => {
       expect(clearsSession(r)).toBe(false);
       expect((await system(b)).status).toBe(200);
     }
-    // The same site can.
+    // The same site can: with its Origin, or — a form on a page served with Referrer-Policy: no-referrer,
+    // as the gateway's own pages are — with Origin: null and Sec-Fetch-Site: same-origin.
     const out = await b.request(`${gw.url}/_gateway/logout`, { method: 'POST', headers: { ...form, origin: gw.url }, body: '' });
     expect(out.status).toBe(303);
     expect((await system(b)).status).toBe(401);
+    const b2 = await adminSession();
+    const fromPage = await b2.request(`${gw.url}/_gateway/logout`, { method: 'POST', headers: { ...form, origin: 'null', 'sec-fetch-site': 'same-origin' }, body: '' });
+    expect(fromPage.status).toBe(303);
+    expect((await system(b2)).status).toBe(401);
   });
 });
 
