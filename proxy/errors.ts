@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export type ErrorCode =
   | 'NO_ROUTE' | 'UNKNOWN_OPERATION' | 'BAD_REQUEST_PATH' | 'BAD_REQUEST' | 'METHOD_OVERRIDE' | 'METHOD_NOT_ALLOWED'
-  | 'PAYLOAD_TOO_LARGE' | 'TOO_MANY_REQUESTS'
+  | 'PAYLOAD_TOO_LARGE' | 'TOO_MANY_REQUESTS' | 'NOT_FOUND' | 'NOT_ACCEPTABLE' | 'SHARE_ENDED'
   | 'UNAUTHENTICATED' | 'LOGIN_REQUIRED' | 'SESSION_EXPIRED' | 'CREDENTIALS_INVALID' | 'CREDENTIALS_MALFORMED' | 'FORBIDDEN' | 'CROSS_ORIGIN'
   | 'IDP_UNAVAILABLE' | 'STORE_UNAVAILABLE' | 'UPSTREAM_ERROR' | 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT' | 'SHUTTING_DOWN' | 'INTERNAL';
 
@@ -17,6 +17,11 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = Object.freeze(
   METHOD_OVERRIDE: { status: 400, title: 'Method override refused' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  /** A study, series or instance that does not exist — or that the caller's study scope does not reach: the same answer. */
+  NOT_FOUND: { status: 404, title: 'Not found' },
+  NOT_ACCEPTABLE: { status: 406, title: 'Not acceptable' },
+  /** A share link (or the browser session it opened) that expired, was revoked or was used up. */
+  SHARE_ENDED: { status: 410, title: 'Share link ended' },
   TOO_MANY_REQUESTS: { status: 429, title: 'Too many requests' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   /** A browser navigation without a session: sent to the gateway's login (Location header). */

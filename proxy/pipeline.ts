@@ -2,6 +2,7 @@
 import type { Authorizer } from './access/decision.js';
 import type { OperationTable } from './access/operations.js';
 import type { Cors } from './access/cors.js';
+import type { ScopeGate } from './access/scope-gate.js';
 import type { RouteConfig } from './config/schema.js';
 import { GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
@@ -20,6 +21,8 @@ export interface CompiledRoute {
   readonly operations: OperationTable | undefined;
   /** Request-body limit in bytes. */
   readonly maxBodySize: number;
+  /** DICOMweb routes: checks the studies a request touches for callers limited to some studies. */
+  readonly scopeGate?: ScopeGate | undefined;
 }
 
 const defaultChallenge = (): GatewayError => new GatewayError('UNAUTHENTICATED', 'this route requires authentication');

@@ -5,8 +5,10 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { allowAll } from './access/decision.js';
 import { createCors } from './access/cors.js';
+import { createScopeGate } from './access/scope-gate.js';
+import { attributeTag } from './access/scope.js';
 import { createDicomwebTable, upstreamRestTable, type OperationTable } from './access/operations.js';
-import { anyPermission, compilePermissions, createPermissionAuthorizer } from './access/permissions.js';
+import { anyPermission, compileRoleGrants, createPermissionAuthorizer } from './access/permissions.js';
 import { refuseBodyWithoutMeaning, refuseDeclaredTooLarge, refuseMethodOverrides } from './access/request-checks.js';
 import { createBearerAuthenticator } from './identity/bearer.js';
 import { createIssuer } from './identity/issuer.js';
@@ -14,8 +16,11 @@ import { createOidcClient, type OidcClient } from './identity/oidc-client.js';
 import type { Authenticator } from './identity/principal.js';
 import { createSessionAuthenticator } from './identity/session.js';
 import { createSessions } from './identity/sessions.js';
+import { createShareAuthenticator } from './identity/share.js';
+import { createShares } from './identity/shares.js';
 import { createGatewayEndpoints, GATEWAY_PREFIX, LOGIN_PATH, LOGOUT_PATH } from './endpoints/gateway.js';
 import { loadPages } from './endpoints/pages.js';
+import { SHARE_LINK_PREFIX } from './endpoints/shares.js';
 import { createStore } from './store/store.js';
 import type { Config, RouteConfig } from './config/schema.js';
 import { GatewayError, sendError, toGatewayError } from './errors.js';
@@ -76,6 +81,9 @@ export interface Gateway {
 
 const HEALTH_PATHS = new Set(['/healthz', '/readyz']);
 
+/** The path as the access log shows it: a share link's code is a credential, and never logged. */
+const loggedPath = (path: string): string => (path.startsWith(SHARE_LINK_PREFIX) ? `${SHARE_LINK_PREFIX}…` : path);
+
 export function createGateway(config: Config, opts: GatewayOptions = {}): Gateway {
   const log = opts.logger ?? createLogger(config.server.logLevel);
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: true });
@@ -111,7 +119,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     : createStaticSite(route, config, { onError: fail }, viewerLogin(config, route));
 
   const identity = config.identity;
-  const issuer = identity ? createIssuer(identity, log, metrics, compilePermissions(config.permissions)) : undefined;
+  const issuer = identity ? createIssuer(identity, log, metrics, compileRoleGrants(config.permissions)) : undefined;
 
   // Login sessions: the gateway's own OIDC client, session records in the store, the session authenticator.
   let oidcClient: OidcClient | undefined;
@@ -127,28 +135,62 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     });
     login = { sessions, oidc: oidcClient, verifier: issuer.verifier, keySet: issuer.keySet };
   }
-  const endpoints = createGatewayEndpoints({ config, pages, log, store, login, fail, count: (event) => metrics.sessionEvents.inc({ event }) });
+
+  // Share links: records in the store, cookies signed with the session secret.
+  const shares = config.shares && config.session ? createShares(store, config.session.secret, config.server.publicUrl.startsWith('https:')) : undefined;
+  const shareAuth = shares ? createShareAuthenticator(shares, new URL(config.server.publicUrl).origin) : undefined;
 
   const operationsOf = (route: RouteConfig): OperationTable | undefined => {
     if (!route.upstream) return undefined; // the static site answers only GET/HEAD for its own files
     return route.dicomweb ? createDicomwebTable(route.dicomweb) : upstreamRestTable;
   };
 
+  // Every study attribute a limited role reads: each study lookup asks the upstream for all of them.
+  const scopeTags = [...new Set(Object.values(config.permissions).flatMap((g) => (Array.isArray(g) ? []
+    : Object.keys((g as { studies: Record<string, unknown> }).studies).map((k) => attributeTag(k) as string))))];
+
   const compile = (route: RouteConfig): CompiledRoute => {
+    const forwarder = forwarderFor(route);
+    const scopeGate = route.dicomweb && forwarder.get
+      ? createScopeGate({ root: route.dicomweb.roots[0] as string, routePath: route.path, get: forwarder.get.bind(forwarder), tags: scopeTags })
+      : undefined;
     const base = {
-      path: route.path, name: route.name, config: route, forwarder: forwarderFor(route), cors: route.cors ? createCors(route.cors) : undefined,
-      operations: operationsOf(route), maxBodySize: route.maxBodySize ?? config.server.limits.maxBodySize,
+      path: route.path, name: route.name, config: route, forwarder, cors: route.cors ? createCors(route.cors) : undefined,
+      operations: operationsOf(route), maxBodySize: route.maxBodySize ?? config.server.limits.maxBodySize, scopeGate,
     };
     if (route.auth === 'public') return { ...base, authenticators: [], authorizer: allowAll };
     // The schema guarantees identity, a session section and allow rules wherever they are needed.
-    const authenticators = route.auth.map((name): Authenticator => (name === 'session'
-      ? sessionAuth!
-      : createBearerAuthenticator(issuer!.verifier, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize })));
+    const authenticators = route.auth.map((name): Authenticator => (name === 'session' ? sessionAuth!
+      : name === 'share' ? shareAuth!
+        : createBearerAuthenticator(issuer!.verifier, { queryToken: route.queryToken, maxTokenSize: identity!.maxTokenSize })));
     const authorizer = route.static ? anyPermission : createPermissionAuthorizer(route.name, route.allow!);
     return { ...base, authenticators, authorizer };
   };
   const routes: CompiledRoute[] = config.routes.map(compile);
   const table = new RouteTable(routes);
+
+  let shareEndpoints: Parameters<typeof createGatewayEndpoints>[0]['shares'];
+  if (shares && config.shares) {
+    const gate = routes.find((r) => r.name === config.shares!.route)?.scopeGate;
+    if (!gate) throw new Error(`shares.route "${config.shares.route}" is not a DICOMweb route`); // the schema checks this first
+    const bearer = identity ? createBearerAuthenticator(issuer!.verifier, { queryToken: false, maxTokenSize: identity.maxTokenSize }) : undefined;
+    const callers = [sessionAuth, bearer].filter((a): a is Authenticator => a !== undefined);
+    shareEndpoints = {
+      shares, config: config.shares, publicUrl: config.server.publicUrl, gate,
+      identify: async (ex) => {
+        for (const a of callers) {
+          const p = await a.authenticate(ex);
+          if (p) return p;
+        }
+        throw new GatewayError('UNAUTHENTICATED', 'share links are made by a signed-in user or with a bearer token', { headers: { 'WWW-Authenticate': 'Bearer realm="pacs"' } });
+      },
+      count: (event) => metrics.sessionEvents.inc({ event }),
+    };
+  }
+  const endpoints = createGatewayEndpoints({
+    config, pages, log, store, login, fail, count: (event) => metrics.sessionEvents.inc({ event }),
+    ...(shareEndpoints ? { shares: shareEndpoints } : {}),
+  });
 
   const readinessChecks: ReadinessCheck[] = [...new Set(config.routes.flatMap((r) => (r.upstream ? [new URL(r.upstream).origin] : [])))]
     .map((origin) => upstreamReachable(`upstream ${origin}`, origin));
@@ -165,6 +207,15 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const perUser = config.server.limits.concurrencyPerUser;
   const inFlight = new Map<string, number>();
   function forwardWithinLimit(route: CompiledRoute, ex: Exchange): void {
+    if (ex.scope) {
+      // A caller limited to some studies: the gate checks (or answers) first.
+      const scope = ex.scope;
+      if (!route.scopeGate) throw new GatewayError('FORBIDDEN', 'this route cannot limit requests to some studies');
+      route.scopeGate.check(ex, scope).then((forward) => {
+        if (forward && !ex.res.destroyed) { ex.scope = undefined; forwardWithinLimit(route, ex); }
+      }).catch((err: unknown) => fail(ex, toGatewayError(err)));
+      return;
+    }
     const p = ex.principal;
     // Only authenticated routes have non-anonymous callers, and those are all upstream routes.
     if (perUser > 0 && p && p.via !== 'anonymous') {
@@ -195,7 +246,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       const operation = ex.operation?.name ?? '-';
       metrics.observeRequest(route, operation, req.method ?? '-', status, seconds);
       if (accessLog) accessLog({
-        reqId: ex.id, method: req.method ?? '-', path: ex.target?.path ?? '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
+        reqId: ex.id, method: req.method ?? '-', path: ex.target ? loggedPath(ex.target.path) : '-', query: ex.target ? redactQuery(ex.target.query) || undefined : undefined,
         route, operation, status, ms: seconds * 1000, bytes: socket.bytesWritten - bytesBefore,
         sub: ex.principal && ex.principal.via !== 'anonymous' ? ex.principal.subject : undefined,
         error: ex.errorCode, aborted: !res.writableFinished,

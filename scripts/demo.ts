@@ -38,6 +38,7 @@ const CAN: Record<string, string> = {
   viewer: 'view: study list and images',
   uploader: 'upload (STOW-RS)',
   admin: 'download of original files, and Orthanc Explorer at /pacs-admin (the gateway\'s own login)',
+  external: 'view, of NORTH CLINIC studies only (other studies do not exist for her)',
 };
 const abilities = (u: TestUser) => u.realmRoles.length === 0
   ? 'signs in, and gets a page saying the account has no role'

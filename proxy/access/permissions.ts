@@ -3,7 +3,10 @@
 import type { Exchange } from '../exchange.js';
 import type { Principal } from '../identity/principal.js';
 import { ALLOW, type Authorizer, type Decision } from './decision.js';
+import type { RoleGrantConfig } from '../config/schema.js';
+import { compileValueClaim } from '../identity/claims.js';
 import type { Permission } from './operations.js';
+import { attributeTag, compileGrants, type Grants, type RoleGrant } from './scope.js';
 
 export type PermissionTable = Readonly<Record<string, readonly Permission[]>>;
 
@@ -14,15 +17,27 @@ export const DEFAULT_PERMISSIONS: PermissionTable = Object.freeze({
   admin: Object.freeze(['view', 'download', 'upload', 'delete', 'share', 'admin'] as Permission[]),
 });
 
-/** Compiles the table into a function from a principal's roles to its permissions. */
-export function compilePermissions(table: PermissionTable): (roles: Iterable<string>) => ReadonlySet<Permission> {
-  const byRole = new Map(Object.entries(table));
-  return (roles) => {
-    const out = new Set<Permission>();
-    for (const role of roles) for (const p of byRole.get(role) ?? []) out.add(p);
-    return out;
-  };
+/**
+ * Compiles routes.yaml's permissions table into a function from a principal's roles (and token
+ * claims, for limits that take their values from a claim) to what they grant.
+ */
+export function compileRoleGrants(table: Readonly<Record<string, RoleGrantConfig>>): GrantsOf {
+  const grants: Record<string, RoleGrant> = {};
+  for (const [role, g] of Object.entries(table)) {
+    if (Array.isArray(g)) { grants[role] = { permissions: g }; continue; }
+    const limit = g as Exclude<RoleGrantConfig, readonly Permission[]>;
+    grants[role] = {
+      permissions: limit.permissions,
+      studies: Object.entries(limit.studies).map(([key, values]) => ({
+        tag: attributeTag(key) as string, // validated by the schema
+        values: Array.isArray(values) ? { list: values } : { claim: compileValueClaim((values as { claim: string }).claim) },
+      })),
+    };
+  }
+  return compileGrants(grants);
 }
+
+export type GrantsOf = (roles: Iterable<string>, claims?: Record<string, unknown>) => Grants;
 
 export function createPermissionAuthorizer(routeName: string, allow: readonly Permission[]): Authorizer {
   const granted = new Set(allow);
@@ -33,7 +48,16 @@ export function createPermissionAuthorizer(routeName: string, allow: readonly Pe
       if (!op) return deny(p, 'the request has no operation'); // never happens: every upstream route classifies first
       const needed = op.permission;
       if (!granted.has(needed)) return deny(p, `the ${routeName} route does not allow ${op.name} (it needs the ${needed} permission)`);
-      if (p.permissions.has(needed)) return ALLOW;
+      if (p.permissions.has(needed)) {
+        // A permission some role grants only for some studies: the scope gate checks the studies
+        // this request touches (against the upstream's answers) before anything is forwarded.
+        const scope = p.limited?.get(needed);
+        if (scope) {
+          if (op.kind === 'upstream-rest') return deny(p, `your ${needed} permission is limited to some studies, and ${op.name} reaches beyond any study`);
+          ex.scope = scope;
+        }
+        return ALLOW;
+      }
       return deny(p, `${op.name} needs the ${needed} permission, which ${p.roles.size === 0 ? 'a caller without roles lacks' : 'your roles do not grant'}`);
     },
   };

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import { DEFAULT_PERMISSIONS } from '../access/permissions.js';
-import { ConfigSchema, DICOMWEB_DEFAULTS, type Config, type RouteConfig, type ServerConfig } from './schema.js';
+import { ConfigSchema, DICOMWEB_DEFAULTS, type Config, type RouteConfig, type RoleGrantConfig, type ServerConfig } from './schema.js';
 
 export class ConfigError extends Error {
   constructor(readonly file: string, readonly problems: readonly string[]) {
@@ -93,7 +93,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(file, problems.map((p) => `${file}${lineOf(doc, lines, p.path)}: ${formatPath(p.path)}: ${p.message}`));
   }
-  const { server, routes, identity, permissions, session, store } = parsed.data;
+  const { server, routes, identity, permissions, session, store, shares } = parsed.data;
   const listenHost = server.listen.host.includes(':') ? `[${server.listen.host}]` : server.listen.host;
   const warnings: string[] = [];
   routes.forEach((r, i) => {
@@ -105,9 +105,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const compiled: Config = {
     file,
     server: { ...server, publicUrl: server.publicUrl ?? `http://${listenHost}:${server.listen.port}` } as ServerConfig,
-    permissions: permissions ?? DEFAULT_PERMISSIONS,
+    // Every entry was checked against its form by the schema (PermissionTable).
+    permissions: (permissions as Record<string, RoleGrantConfig> | undefined) ?? DEFAULT_PERMISSIONS,
     store,
     ...(session ? { session } : {}),
+    ...(shares ? { shares } : {}),
     warnings,
     routes: routes.map((r) => ({
       ...r,

@@ -1,13 +1,14 @@
 // routes.yaml → typed, validated Config. One zod schema gives both the checks and the types.
 import { z } from 'zod';
 import { PERMISSIONS } from '../access/operations.js';
+import { attributeTag, STUDY_ATTRIBUTES } from '../access/scope.js';
 
-const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 
 /** `30s`, `500ms`, `5m`, `1h`, or a number of milliseconds. */
 export const Duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const m = /^\s*(\d+)\s*(ms|s|m|h)?\s*$/.exec(String(v));
+  const m = /^\s*(\d+)\s*(ms|s|m|h|d)?\s*$/.exec(String(v));
   if (!m) {
     ctx.addIssue({ code: 'custom', message: `expected a duration such as 30s, 500ms or 5m, got ${JSON.stringify(v)}` });
     return z.NEVER;
@@ -56,7 +57,7 @@ const GatewayPath = z.string().regex(/^\/_gateway\/[A-Za-z0-9_-]+$/, { error: 'e
 const Name = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, { error: 'expected a lower-case name such as dicomweb (letters, digits, - and _)' });
 
 /** Built-in authenticators a route may list. */
-export const AUTHENTICATORS = ['session', 'bearer'] as const;
+export const AUTHENTICATORS = ['session', 'bearer', 'share'] as const;
 
 const TrustProxy = z.union([
   z.literal(false),
@@ -146,6 +147,16 @@ const Session = z.strictObject({
   absoluteTimeout: Duration.default(10 * 3_600_000),
   /** The access token is refreshed when less than this is left of it. */
   refreshBefore: Duration.default(30_000),
+});
+
+/** Share links: POST /_gateway/shares makes them; a route lists `share` among its authenticators to admit their visitors. */
+const Shares = z.strictObject({
+  /** The DICOMweb route whose studies are shared (and checked: the caller must be able to read each). */
+  route: Name.default('dicomweb'),
+  /** The longest a link may live; every link names its own expiry, up to this. */
+  maxExpiry: Duration.default(30 * 86_400_000),
+  /** Where a redeemed link sends the browser: OHIF's viewer, with the shared studies in its query. */
+  viewerPath: z.string().regex(/^\/[A-Za-z0-9/_-]*$/, { error: 'expected a path such as /viewer' }).default('/viewer'),
 });
 
 /** Where shared state lives: memory (one gateway process) or Redis (several). */
@@ -242,15 +253,65 @@ const Route = z.strictObject({
 
 const RoleName = z.string().regex(/^[^\s]{1,128}$/, { error: 'expected a role name as it appears in tokens' });
 
+const ClaimPath = z.string().regex(/^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$/, { error: 'expected a claim path such as institution or groups.site' });
+
+/** A limited role's rule for one attribute: the values allowed, listed or taken from the caller's token. */
+const StudyRuleValues = z.union([
+  z.array(z.string().min(1).max(256)).min(1, { error: 'expected at least one value, e.g. [NORTH CLINIC]' }),
+  z.strictObject({ claim: ClaimPath }),
+], { error: 'expected a list of values such as [NORTH CLINIC], or { claim: <token claim path> }' });
+
+/** A role that holds its permissions for some studies only: those whose attributes match. */
+const LimitedRole = z.strictObject({
+  permissions: z.array(Permission).min(1, { error: 'expected at least one permission, e.g. [view]' }),
+  /** Attribute (keyword or 8-digit hex tag) → allowed values; a study must match every attribute listed. */
+  studies: z.record(z.string(), StudyRuleValues).superRefine((rules, ctx) => {
+    if (Object.keys(rules).length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one attribute, e.g. InstitutionName: [NORTH CLINIC]' });
+    for (const key of Object.keys(rules)) {
+      if (/^[0-9]{1,7}$/.test(key)) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `YAML reads an unquoted tag of digits as a number (here ${key}): quote the tag, e.g. '${key.padStart(8, '0')}'` });
+      } else if (!attributeTag(key)) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `expected a study attribute: an 8-digit hex tag (e.g. 00091010) or one of ${Object.keys(STUDY_ATTRIBUTES).join(', ')}` });
+      }
+    }
+  }),
+});
+
+/**
+ * Role → a list of permissions, or permissions limited to some studies. Each entry is checked
+ * against the form its shape announces, so a mistake is reported at its own key (a union would
+ * report only that neither form fits).
+ */
+const PermissionTable = z.record(RoleName, z.unknown()).superRefine((table, ctx) => {
+  for (const [role, grant] of Object.entries(table)) {
+    const form = Array.isArray(grant) ? z.array(Permission)
+      : grant !== null && typeof grant === 'object' ? LimitedRole : undefined;
+    if (!form) {
+      ctx.addIssue({ code: 'custom', path: [role], message: 'expected a list of permissions such as [view], or { permissions: [view], studies: { InstitutionName: [NORTH CLINIC] } }' });
+      continue;
+    }
+    const r = form.safeParse(grant);
+    if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', path: [role, ...issue.path], message: issue.message });
+  }
+});
+
 export const ConfigSchema = z.strictObject({
   server: Server.prefault({}),
   identity: Identity.optional(),
   session: Session.optional(),
   store: StoreUrl.default('memory'),
-  /** Role → permissions. Absent: the built-in table for the demo roles (viewer, uploader, admin). */
-  permissions: z.record(RoleName, z.array(Permission)).optional(),
+  shares: Shares.optional(),
+  /** Role → permissions (or permissions limited to some studies). Absent: the built-in table for the demo roles (viewer, uploader, admin). */
+  permissions: PermissionTable.optional(),
   routes: z.array(Route).min(1, { error: 'expected at least one route' }),
 }).superRefine((cfg, ctx) => {
+  if (cfg.shares) {
+    if (!cfg.session) ctx.addIssue({ code: 'custom', path: ['shares'], message: 'share links need a session section: its secret signs their cookies' });
+    const target = cfg.routes.find((r) => r.name === cfg.shares!.route);
+    if (!target || !target.upstream || target.expose !== 'dicomweb') {
+      ctx.addIssue({ code: 'custom', path: ['shares', 'route'], message: `expected the name of a DICOMweb route (expose: dicomweb), got "${cfg.shares.route}"` });
+    }
+  }
   const seenNames = new Map<string, number>();
   const seenPaths = new Map<string, number>();
   cfg.routes.forEach((r, i) => {
@@ -266,9 +327,13 @@ export const ConfigSchema = z.strictObject({
     if (r.static && (r.upstreamAuth || r.websocket || r.stripPrefix !== undefined || r.expose || r.dicomweb)) {
       ctx.addIssue({ code: 'custom', path: ['routes', i], message: 'upstreamAuth, websocket, stripPrefix, expose and dicomweb apply only to upstream routes' });
     }
-    if (r.static && r.auth !== 'public' && (r.auth.length !== 1 || r.auth[0] !== 'session')) {
-      // A browser navigating to the viewer carries no bearer token: only a login session can guard it.
-      ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'a static site is public or behind a login: expected auth: public or auth: [session]' });
+    if (r.static && r.auth !== 'public' && r.auth.includes('bearer')) {
+      // A browser navigating to the viewer carries no bearer token: only a login session (or a redeemed share link) can guard it.
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'a static site is public or behind a login: expected auth: public, [session] or [session, share]' });
+    }
+    if (r.auth !== 'public' && r.auth.includes('share')) {
+      if (!cfg.shares) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'the share authenticator needs a shares section (share links)' });
+      if (r.upstream && r.expose !== 'dicomweb') ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth'], message: 'share links open studies: the share authenticator belongs on DICOMweb routes (expose: dicomweb) and the viewer' });
     }
     if (r.static && r.allow) {
       ctx.addIssue({ code: 'custom', path: ['routes', i, 'allow'], message: 'a static site grants no operations (any permission opens it): remove allow' });
@@ -315,6 +380,12 @@ export type RouteConfig = ParsedConfig['routes'][number] & {
 export type ServerConfig = ParsedConfig['server'] & { readonly publicUrl: string };
 export type IdentityConfig = NonNullable<ParsedConfig['identity']> & { readonly roleClaims: readonly string[] };
 export type SessionConfig = NonNullable<ParsedConfig['session']>;
+export type SharesConfig = NonNullable<ParsedConfig['shares']>;
+/** A role's entry in the permissions table: its permissions, or permissions limited to some studies. */
+export type RoleGrantConfig = readonly z.output<typeof Permission>[] | {
+  readonly permissions: readonly z.output<typeof Permission>[];
+  readonly studies: Readonly<Record<string, readonly string[] | { readonly claim: string }>>;
+};
 export interface Config {
   readonly file: string;
   readonly server: ServerConfig;
@@ -322,8 +393,10 @@ export interface Config {
   readonly session?: SessionConfig;
   /** memory, or a Redis URL: sessions (and later shares, revocations) live there. */
   readonly store: string;
-  /** Role → permissions (the built-in table when routes.yaml has none). */
-  readonly permissions: Readonly<Record<string, readonly z.output<typeof Permission>[]>>;
+  /** Share links, when enabled. */
+  readonly shares?: SharesConfig;
+  /** Role → permissions, or permissions limited to some studies (the built-in table when routes.yaml has none). */
+  readonly permissions: Readonly<Record<string, RoleGrantConfig>>;
   readonly routes: readonly RouteConfig[];
   /** Things that work but deserve a look (printed by --check and logged at start). */
   readonly warnings: readonly string[];

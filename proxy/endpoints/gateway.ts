@@ -17,6 +17,7 @@ import type { Logger } from '../ops/log.js';
 import type { Store } from '../store/store.js';
 import type { Pages } from './pages.js';
 import { safeReturnPath } from './return-path.js';
+import { shareRouter, type ShareEndpointsDeps } from './shares.js';
 
 export const GATEWAY_PREFIX = '/_gateway/';
 export const LOGIN_PATH = '/_gateway/login';
@@ -43,6 +44,8 @@ export interface GatewayEndpointsDeps {
   readonly login: LoginDeps | undefined;
   readonly fail: (ex: Exchange, err: GatewayError) => void;
   readonly count?: (event: 'login' | 'login_failed' | 'logout' | 'backchannel_logout') => void;
+  /** Share links, when routes.yaml enables them. */
+  readonly shares?: Omit<ShareEndpointsDeps, 'exchangeOf' | 'log'>;
 }
 
 export interface GatewayEndpoints { handle(ex: Exchange): void }
@@ -257,6 +260,8 @@ export function createGatewayEndpoints(deps: GatewayEndpointsDeps): GatewayEndpo
       res.status(200).end();
     });
   }
+
+  if (deps.shares) app.use(shareRouter({ ...deps.shares, log, exchangeOf: (req) => exchangeOf(req) }));
 
   app.use((req: Request) => {
     throw new GatewayError('NO_ROUTE', `no gateway endpoint ${req.method} ${req.path}`);

@@ -16,7 +16,11 @@ export interface OhifOidcClient {
   readonly [setting: string]: unknown;
 }
 
-export interface OhifConfigOptions { readonly oidc?: readonly OhifOidcClient[] }
+export interface OhifConfigOptions {
+  readonly oidc?: readonly OhifOidcClient[];
+  /** False for share-link visitors: they see the shared studies in the viewer, no study list. */
+  readonly showStudyList?: boolean;
+}
 
 type Ohif = NonNullable<RouteConfig['ohif']>;
 const OHIF_DEFAULTS: Ohif = { dataSource: 'dicomweb', dicomwebPath: '/dicom-web', wadoUriPath: '/wado', title: 'PACS' };
@@ -39,7 +43,7 @@ export function ohifConfigObject(route: RouteConfig, config: Config, opts: OhifC
   const dicomweb = `${base}${ohif.dicomwebPath}`;
   return {
     routerBasename: null,
-    showStudyList: true,
+    showStudyList: opts.showStudyList ?? true,
     extensions: [],
     modes: [],
     customizationService: {},

@@ -3,7 +3,7 @@
 // http-proxy-3's best mode on small DICOMweb replies, see bench/proxy-modes.mjs); WebSocket upgrades
 // go through http-proxy-3. Bodies are never buffered: backpressure runs end to end both ways.
 import http from 'node:http';
-import { pipeline, Transform, type Duplex } from 'node:stream';
+import { pipeline, Readable, Transform, type Duplex } from 'node:stream';
 import { ProxyServer } from 'http-proxy-3';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
@@ -196,6 +196,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 }
 
+/** The largest answer the gateway reads whole for itself (a study lookup, one page of a search). */
+const LOOKUP_LIMIT = 64 * 1024 * 1024;
+
+const emptyBody = (): Readable => Readable.from([]);
+
 /** How much of a withheld upstream error body is kept for the log. */
 const FAILURE_EXCERPT = 1024;
 
@@ -282,8 +287,8 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
     const { req } = ex;
     const declared = req.headers['content-length'];
     const chunked = req.headers['transfer-encoding'] !== undefined;
-    if (!chunked && (declared === undefined || declared === '0')) return null;
-    if (!chunked) return req;
+    if (!chunked && (declared === undefined || declared === '0')) return ex.bodyGuard ? guarded(ex, emptyBody()) : null;
+    if (!chunked) return ex.bodyGuard ? guarded(ex, req) : req;
     // A chunked body has no declared size: it passes through a counter that fails the stream at the
     // limit. (A 'data' listener on req instead would switch it to flowing mode and lose chunks that
     // arrive before undici reads.) transfer-encoding itself is never copied: undici frames the body.
@@ -300,11 +305,31 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
       },
     });
     pipeline(req, counted, () => { /* errors surface through undici's callback */ });
-    return counted;
+    return ex.bodyGuard ? guarded(ex, counted) : counted;
+  }
+
+  /**
+   * The body through the exchange's guard (a store checked part by part). A refusal is answered
+   * here; the rest of the client's body is read and dropped (so the client, still sending, gets the
+   * answer), the upstream request is cut before the refused part's bytes leave.
+   */
+  function guarded(ex: Exchange, source: NodeJS.ReadableStream): Transform {
+    const guard = ex.bodyGuard as Transform;
+    source.pipe(guard);
+    guard.once('error', (err) => {
+      source.unpipe(guard);
+      if (err instanceof GatewayError && !ex.res.headersSent) deps.onError(ex, err);
+      if (!ex.req.complete) {
+        ex.req.resume();
+        ex.res.once('finish', () => setTimeout(() => { if (!ex.req.complete) ex.req.destroy(); }, 5_000).unref());
+      }
+    });
+    return guard;
   }
 
   function fail(ex: Exchange, err: Error & { code?: string }): void {
     if (ex.res.destroyed || ex.req.socket.destroyed) return; // the client went away first: nothing to answer
+    if (ex.res.writableEnded) return; // answered already (a body refused on its way: too large, a part out of scope)
     if (ex.res.headersSent) { ex.res.destroy(); return; }   // mid-stream: cutting the connection is the signal
     if (ex.errorCode === 'PAYLOAD_TOO_LARGE') return;
     const kind = classify(err);
@@ -329,7 +354,40 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
   // Errors without a callback must never reach http-proxy-3's default handler, which throws.
   ws?.on('error', (_err, _req, socket) => { if (socket && 'destroy' in socket) socket.destroy(); });
 
+  /** The upstream path of a path below the route (as a request's would be mapped). */
+  const routeBase = route.stripPrefix || route.path === '/' ? '' : route.path;
+  const ownHeaders = (accept: string, requestId: string): string[] => {
+    const h = ['accept', accept, 'x-request-id', requestId];
+    if (basic) h.push('authorization', basic);
+    return h;
+  };
+
   return {
+    async get(path, query, accept, requestId) {
+      const q = route.forward.splitIncludeField ? splitIncludeField(query) : query;
+      const full = basePath + routeBase + path + (q ? `?${q}` : '');
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await pool.request({ path: full, method: 'GET', headers: ownHeaders(accept, requestId), headersTimeout: route.timeout, bodyTimeout: route.timeout });
+      } catch (err) {
+        const kind = classify(err as Error & { code?: string });
+        deps.onUpstreamError(route.name, kind);
+        throw kind === 'timeout' ? new GatewayError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${route.timeout} ms`)
+          : new GatewayError('UPSTREAM_UNAVAILABLE', kind === 'refused' ? 'the upstream is unreachable' : 'the upstream closed the connection');
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > LOOKUP_LIMIT) {
+          res.body.destroy();
+          throw new GatewayError('UPSTREAM_ERROR', `an upstream answer the gateway needed was over ${LOOKUP_LIMIT} bytes`);
+        }
+        chunks.push(chunk);
+      }
+      const type = res.headers['content-type'];
+      return { status: res.statusCode, contentType: Array.isArray(type) ? type[0] ?? '' : type ?? '', body: Buffer.concat(chunks) };
+    },
     forward(ex) {
       const body = bodyOf(ex);
       const handler = new ResponseRelay(ex, relayRoute);

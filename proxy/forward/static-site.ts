@@ -84,6 +84,9 @@ export function createStaticSite(route: RouteConfig, config: Config, deps: Stati
   const index = bodyOf(indexHtml, 'text/html; charset=utf-8', headers.page);
   const appConfig = bodyOf(Buffer.from(buildOhifConfig(route, config, opts)), 'text/javascript; charset=utf-8', headers.script);
   const generated = new Map<string, Body>([['/app-config.js', appConfig], ['/index.html', index]]);
+  // A share link's visitor: no OIDC client (never one for them), no study list; the gateway limits what /pacs gives.
+  const { oidc: _oidc, ...withoutLogin } = opts;
+  const shareConfig = bodyOf(Buffer.from(buildOhifConfig(route, config, { ...withoutLogin, showStudyList: false })), 'text/javascript; charset=utf-8', headers.script);
 
   const exchangeOf = (req: IncomingMessage): Exchange => (req as Tagged)[EXCHANGE] as Exchange;
   const sendBody = (res: Response, body: Body): void => {
@@ -107,7 +110,8 @@ export function createStaticSite(route: RouteConfig, config: Config, deps: Stati
   // A gzip/br body for a byte range would not match the range's offsets: ranges go out unencoded.
   app.use(compression({ filter: (req, res) => res.statusCode !== 206 && !req.headers.range && compression.filter(req, res) }));
   app.use((req: Request, res: Response, next: NextFunction) => {
-    const body = generated.get(req.path) ?? (HAS_EXTENSION.test(req.path) ? undefined : index);
+    const body = req.path === '/app-config.js' && exchangeOf(req).principal?.via === 'share' ? shareConfig
+      : generated.get(req.path) ?? (HAS_EXTENSION.test(req.path) ? undefined : index);
     if (body) sendBody(res, body);
     else next();
   });

@@ -50,11 +50,11 @@ const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 interface Cached { readonly principal: Principal; readonly size: number }
 
-export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, permissionsOf: ClaimReaders['permissionsOf']): TokenVerifier {
+export function createTokenVerifier(identity: IdentityConfig, keys: KeySet, grantsOf: ClaimReaders['grantsOf']): TokenVerifier {
   const realm = identity.realm;
   const audiences = new Set(identity.audience);
   const allowedTypes = new Set(identity.tokenTypes);
-  const readers: ClaimReaders = { roles: identity.roleClaims.map(compileClaimPath), username: identity.usernameClaim, permissionsOf };
+  const readers: ClaimReaders = { roles: identity.roleClaims.map(compileClaimPath), username: identity.usernameClaim, grantsOf };
   const toleranceSec = Math.ceil(identity.clockTolerance / 1000);
   const cache = identity.tokenCache.maxEntries > 0
     ? new LRUCache<string, Cached>({ max: identity.tokenCache.maxEntries, maxSize: identity.tokenCache.maxBytes, sizeCalculation: (v) => v.size })

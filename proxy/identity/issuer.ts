@@ -14,14 +14,14 @@ export interface Issuer {
   readonly readiness: ReadinessCheck;
 }
 
-export function createIssuer(identity: IdentityConfig, log: Logger, metrics: Metrics, permissionsOf: ClaimReaders['permissionsOf']): Issuer {
+export function createIssuer(identity: IdentityConfig, log: Logger, metrics: Metrics, grantsOf: ClaimReaders['grantsOf']): Issuer {
   const keySet: KeySet = createKeySet(identity, log, {
     onFetch: (result) => {
       metrics.jwksFetches.inc({ result });
       metrics.jwksStale.set(keySet.status().stale ? 1 : 0);
     },
   });
-  const verifier = createTokenVerifier(identity, keySet, permissionsOf);
+  const verifier = createTokenVerifier(identity, keySet, grantsOf);
   metrics.trackTokenCache(verifier.cacheStats);
   const readiness: ReadinessCheck = {
     name: 'identity',

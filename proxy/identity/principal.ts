@@ -1,5 +1,6 @@
 // Who is calling: what every authenticator produces and every authorizer reads.
 import type { Permission } from '../access/operations.js';
+import type { StudyScope } from '../access/scope.js';
 import type { GatewayError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
 
@@ -10,6 +11,8 @@ export interface Principal {
   readonly scopes: ReadonlySet<string>;
   /** What the roles grant, from routes.yaml's permissions table (computed once, when the credential is verified). */
   readonly permissions: ReadonlySet<Permission>;
+  /** Permissions (among the above) that hold only for the studies of a scope; absent: none is limited. */
+  readonly limited?: ReadonlyMap<Permission, StudyScope>;
   readonly via: 'anonymous' | 'bearer' | 'session' | 'share' | 'api-key';
   /** Epoch milliseconds after which the credential is no longer valid (Infinity for anonymous). */
   readonly expiresAt: number;
@@ -19,7 +22,7 @@ export const ANONYMOUS: Principal = Object.freeze({
   subject: 'anonymous', roles: new Set<string>(), scopes: new Set<string>(), permissions: new Set<Permission>(), via: 'anonymous', expiresAt: Infinity,
 });
 
-export type AuthenticatorName = 'bearer' | 'session';
+export type AuthenticatorName = 'bearer' | 'session' | 'share';
 
 /**
  * Identifies the caller. Returns null for "no credential of my kind here" (the next authenticator

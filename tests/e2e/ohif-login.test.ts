@@ -38,8 +38,8 @@ async function freePort(): Promise<number> {
 
 /** The shipped routes.yaml with OHIF logging users in itself: the viewer public, /pacs bearer only. */
 export function viewerOidcMode(shipped: string): string {
-  const pacs = /(\n  - name: dicomweb\n(?:    .*\n)*?)    auth: \[session, bearer\]\n/;
-  const viewer = /(\n  - name: viewer\n(?:    .*\n)*?)    auth: \[session\]\n/;
+  const pacs = /(\n  - name: dicomweb\n(?:    .*\n)*?)    auth: \[session, bearer(?:, share)?\]\n/;
+  const viewer = /(\n  - name: viewer\n(?:    .*\n)*?)    auth: \[session(?:, share)?\]\n/;
   if (!pacs.test(shipped) || !viewer.test(shipped)) throw new Error('routes.yaml no longer has the BFF auth lines this test switches');
   return shipped.replace(pacs, '$1    auth: [bearer]\n').replace(viewer, '$1    auth: public\n');
 }

@@ -335,7 +335,7 @@ describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
 
   test('realm "pacs" with the roles the routes use, 5-minute access tokens', () => {
     expect(realm.realm).toBe('pacs');
-    expect(realm.roles.realm.map((r) => r.name).sort()).toEqual(['admin', 'uploader', 'viewer']);
+    expect(realm.roles.realm.map((r) => r.name).sort()).toEqual(['admin', 'external', 'uploader', 'viewer']);
     expect(realm.accessTokenLifespan).toBe(300);
   });
 
@@ -413,7 +413,7 @@ describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
 
   test('demo users: alice views, bob views and uploads, admin has all three; passwords are temporary', () => {
     const roles = Object.fromEntries(realm.users.map((u) => [u.username, [...u.realmRoles].sort()]));
-    expect(roles).toEqual({ alice: ['viewer'], bob: ['uploader', 'viewer'], admin: ['admin', 'uploader', 'viewer'] });
+    expect(roles).toEqual({ alice: ['viewer'], bob: ['uploader', 'viewer'], erin: ['external'], admin: ['admin', 'uploader', 'viewer'] });
     for (const u of realm.users) for (const c of u.credentials) expect({ user: u.username, temporary: c.temporary }).toEqual({ user: u.username, temporary: true });
   });
 });

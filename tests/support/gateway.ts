@@ -32,6 +32,17 @@ export async function startGateway(yaml: string, env: NodeJS.ProcessEnv = {}): P
   return { url, ...(adminUrl ? { adminUrl } : {}), gateway, logs, rawLogs: () => raw, stop: () => gateway.close() };
 }
 
+/** Waits until the gateway reports ready (the IdP's keys fetched, upstreams reachable), or fails after `timeoutMs`. */
+export async function waitReady(gw: RunningGateway, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await gw.gateway.readiness();
+    if (r.ready) return;
+    if (Date.now() > until) throw new Error(`gateway not ready: ${JSON.stringify(r.checks)}`);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
 /** Waits until the access log holds a line for the given request id (it is written on response close). */
 export async function accessLogFor(gw: RunningGateway, requestId: string, timeoutMs = 2000): Promise<Record<string, unknown>> {
   const until = Date.now() + timeoutMs;

@@ -38,6 +38,8 @@ export interface StudySpec {
   /** YYYYMMDD */
   date: string;
   accessionNumber: string;
+  /** InstitutionName (0008,0080) of every instance; absent: none. */
+  institution?: string;
   series: SeriesSpec[];
 }
 
@@ -93,6 +95,7 @@ export const DEFAULT_DEMO_SPEC: DemoSpec = {
           description: 'CT CHEST',
           date: '20240115',
           accessionNumber: 'ACC-1001',
+          institution: 'GENERAL HOSPITAL',
           series: [{ modality: 'CT', description: 'Chest axial 2.5mm', slices: 16, signed: true }],
         },
       ],
@@ -107,6 +110,7 @@ export const DEFAULT_DEMO_SPEC: DemoSpec = {
           description: 'MR BRAIN',
           date: '20240203',
           accessionNumber: 'ACC-1002',
+          institution: 'GENERAL HOSPITAL',
           series: [
             { modality: 'MR', description: 'T1 axial', slices: 16, weighting: 'T1' },
             { modality: 'MR', description: 'T2 axial', slices: 16, weighting: 'T2' },
@@ -125,6 +129,7 @@ export const DEFAULT_DEMO_SPEC: DemoSpec = {
           description: 'CT ABDOMEN',
           date: '20240318',
           accessionNumber: 'ACC-1003',
+          institution: 'NORTH CLINIC',
           series: [{ modality: 'CT', description: 'Abdomen axial 5mm', slices: 12, sliceThickness: 5 }],
         },
       ],
@@ -139,12 +144,14 @@ export const DEFAULT_DEMO_SPEC: DemoSpec = {
           description: 'MR BRAIN FOLLOW-UP',
           date: '20230710',
           accessionNumber: 'ACC-1004',
+          institution: 'NORTH CLINIC',
           series: [{ modality: 'MR', description: 'T2 coronal', slices: 12, weighting: 'T2', orientation: 'coronal' }],
         },
         {
           description: 'CT HEAD',
           date: '20240422',
           accessionNumber: 'ACC-1005',
+          institution: 'GENERAL HOSPITAL',
           series: [
             { modality: 'CT', description: 'Head axial 5mm', slices: 8, sliceThickness: 5, pixelSpacing: 0.5 },
           ],
@@ -226,6 +233,15 @@ export function readDicomIdentifiers(file: Buffer): DicomIdentifiers {
   };
 }
 
+/** The same Part-10 file with some attributes replaced (e.g. another StudyInstanceUID), pixel data kept. */
+export function rewriteDicom(file: Buffer, changes: NaturalizedDataset): Buffer {
+  const parsed = dcmjs.data.DicomMessage.readFile(new Uint8Array(file).buffer, { untilTag: '' });
+  const ds = { ...dcmjs.data.DicomMetaDictionary.naturalizeDataset(parsed.dict), ...changes };
+  const dict = new dcmjs.data.DicomDict(parsed.meta);
+  dict.dict = dcmjs.data.DicomMetaDictionary.denaturalizeDataset(ds);
+  return Buffer.from(dict.write());
+}
+
 /**
  * A UUID-derived UID (PS3.5 B.2: "2.25." + the UUID as one decimal integer). The UUID is
  * name-based (version 5 layout over SHA-1) so it is stable for a given name.
@@ -298,6 +314,7 @@ function buildInstance(ctx: InstanceContext, sopInstanceUID: string): SyntheticI
     Modality: series.modality,
     Manufacturer: 'pacs-gateway synthetic',
     ReferringPhysicianName: '',
+    ...(study.institution ? { InstitutionName: study.institution } : {}),
     StudyDescription: study.description,
     SeriesDescription: series.description,
     PatientName: patient.name,

@@ -86,6 +86,7 @@ export const DEMO_USERS: readonly TestUser[] = [
   { username: 'alice', password: 'alice', realmRoles: ['viewer'], name: 'Alice Viewer' },
   { username: 'bob', password: 'bob', realmRoles: ['viewer', 'uploader'], name: 'Bob Uploader' },
   { username: 'admin', password: 'admin', realmRoles: ['viewer', 'uploader', 'admin'], name: 'Ada Admin' },
+  { username: 'erin', password: 'erin', realmRoles: ['external'], name: 'Erin External' },
   { username: 'carol', password: 'carol', realmRoles: [], name: 'Carol Noroles' },
 ];
 

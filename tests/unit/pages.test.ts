@@ -24,6 +24,7 @@ const FULL: Record<PageName, PageVars> = {
   },
   'no-role': { title: 'No access', requestId: 'req-4', username: 'carol', logoutUrl: '/_gateway/logout', csrf: 'csrf-token-4' },
   'logged-out': { title: 'Signed out', requestId: 'req-5', loginUrl: '/_gateway/login' },
+  'share-ended': { title: 'Share link expired', requestId: 'req-6', status: '410', reason: 'This share link has expired.' },
 };
 const NAMES = Object.keys(FULL) as PageName[];
 
