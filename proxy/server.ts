@@ -147,12 +147,12 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
 
   // Every study attribute a limited role reads: each study lookup asks the upstream for all of them.
   const scopeTags = [...new Set(Object.values(config.permissions).flatMap((g) => (Array.isArray(g) ? []
-    : Object.keys((g as { studies: Record<string, unknown> }).studies).map((k) => attributeTag(k) as string))))];
+    : Object.keys((g as { studies?: Record<string, unknown> }).studies ?? {}).map((k) => attributeTag(k) as string))))];
 
   const compile = (route: RouteConfig): CompiledRoute => {
     const forwarder = forwarderFor(route);
     const scopeGate = route.dicomweb && forwarder.get
-      ? createScopeGate({ root: route.dicomweb.roots[0] as string, routePath: route.path, get: forwarder.get.bind(forwarder), tags: scopeTags })
+      ? createScopeGate({ root: route.dicomweb.roots[0] as string, routePath: route.path, get: forwarder.get.bind(forwarder), tags: scopeTags, store })
       : undefined;
     const base = {
       path: route.path, name: route.name, config: route, forwarder, cors: route.cors ? createCors(route.cors) : undefined,

@@ -28,10 +28,11 @@ export function compileRoleGrants(table: Readonly<Record<string, RoleGrantConfig
     const limit = g as Exclude<RoleGrantConfig, readonly Permission[]>;
     grants[role] = {
       permissions: limit.permissions,
-      studies: Object.entries(limit.studies).map(([key, values]) => ({
+      ...(limit.ownUploads ? { ownUploads: true } : {}),
+      ...(limit.studies ? { studies: Object.entries(limit.studies).map(([key, values]) => ({
         tag: attributeTag(key) as string, // validated by the schema
         values: Array.isArray(values) ? { list: values } : { claim: compileValueClaim((values as { claim: string }).claim) },
-      })),
+      })) } : {}),
     };
   }
   return compileGrants(grants);

@@ -3,10 +3,12 @@
 // is forwarded, and filters searches while they stream. A study out of scope is answered exactly
 // like one that does not exist: the gateway gives both answers itself, after the same lookups.
 import type { ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
 import type { UpstreamAnswer } from '../forward/forwarder.js';
+import type { Store } from '../store/store.js';
 import { withoutParameter } from '../query.js';
 import { stripRoutePrefix } from '../routing.js';
 import { queryParameters, type Operation } from './operations.js';
@@ -28,6 +30,8 @@ export interface ScopeGateOptions {
   readonly ttl?: number;
   /** Upstream page size while filtering a search. */
   readonly pageSize?: number;
+  /** Where "my uploads" are recorded (scopes with ownUploads); absent: nobody owns anything. */
+  readonly store?: Store;
 }
 
 export interface ScopeGate {
@@ -36,8 +40,8 @@ export interface ScopeGate {
    * (a filtered search, an empty search, a study that is not there for this caller).
    */
   check(ex: Exchange, scope: StudyScope): Promise<boolean>;
-  /** Whether the upstream holds the study and (with a scope) the scope reaches it. */
-  studyVisible(uid: string, scope: StudyScope | undefined, requestId: string): Promise<boolean>;
+  /** Whether the upstream holds the study and (with a scope) the scope reaches it, for `subject`. */
+  studyVisible(uid: string, scope: StudyScope | undefined, requestId: string, subject: string): Promise<boolean>;
 }
 
 const JSON_TYPE = 'application/dicom+json';
@@ -117,6 +121,25 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
     return out;
   }
 
+  // "My uploads": the studies each subject stored through the gateway, in the shared store.
+  const OWNED_TTL = 5 * 365 * 86_400_000;
+  const ownedKey = (subject: string) => `owned:${createHash('sha256').update(subject).digest('base64url')}`;
+  const owners = new LRUCache<string, ReadonlySet<string>>({ max: 10_000, ttl: 5_000 });
+  async function ownedBy(subject: string): Promise<ReadonlySet<string>> {
+    const known = owners.get(subject);
+    if (known) return known;
+    const set = new Set(opts.store ? await opts.store.members(ownedKey(subject)) : []);
+    owners.set(subject, set);
+    return set;
+  }
+  async function own(subject: string, uid: string): Promise<void> {
+    if (!opts.store) throw new GatewayError('FORBIDDEN', 'this gateway keeps no record of uploads');
+    await opts.store.addToSet(ownedKey(subject), uid, OWNED_TTL);
+    owners.delete(subject);
+  }
+  const ownedFor = (ex: Exchange, scope: StudyScope): Promise<ReadonlySet<string>> | undefined =>
+    (scope.owned && ex.principal ? ownedBy(ex.principal.subject) : undefined);
+
   // Which series a study holds and which instances a series holds, from the upstream's searches.
   const children = new LRUCache<string, UidSet>({ max: 50_000, maxSize: 4_000_000, sizeCalculation: (v) => v.uids.size + 1, ttl });
   const childInflight = new Map<string, Promise<UidSet>>();
@@ -155,10 +178,10 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
   }
 
   /** The study is there and in scope; the series is in it; the instance in the series. */
-  async function reaches(op: Operation, scope: StudyScope, requestId: string): Promise<boolean> {
+  async function reaches(op: Operation, scope: StudyScope, requestId: string, owned?: ReadonlySet<string>): Promise<boolean> {
     const uid = op.study as string;
     const record = await study(uid, requestId);
-    if (!record || !inScope(scope, record)) return false;
+    if (!record || !inScope(scope, record, owned)) return false;
     if (op.series === undefined) return true;
     const studyPath = `${root}/studies/${uid}`;
     if (!(await hasChild(uid, `${studyPath}/series`, '0020000E', op.series, requestId))) return false;
@@ -210,7 +233,7 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
    * A search at /studies, /series or /instances across all studies: asks the upstream page by page
    * and passes on only results whose study is in scope, so offset and limit count allowed results.
    */
-  async function filteredSearch(ex: Exchange, scope: StudyScope, level: 'studies' | 'series' | 'instances'): Promise<void> {
+  async function filteredSearch(ex: Exchange, scope: StudyScope, level: 'studies' | 'series' | 'instances', owned?: ReadonlySet<string>): Promise<void> {
     if (!acceptsJson(ex)) throw new GatewayError('NOT_ACCEPTABLE', 'searches of callers limited to some studies are answered in DICOM JSON (application/dicom+json) only');
     const raw = ex.target!.query;
     const params = queryParameters(raw, new Set(['includefield']));
@@ -225,9 +248,12 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
     const strip = added.filter((t) => t !== '0020000D');
     if (added.length) base += `${base ? '&' : ''}${added.map((t) => `includefield=${t}`).join('&')}`;
     // A scope that is a list of studies is named in the search itself (the upstream then pages for us).
-    if (scope.uids !== undefined) {
+    const listed = scope.uids !== undefined ? [...scope.uids]
+      : owned && scope.matchers.every((m) => m.kind !== 'attributes')
+        ? [...new Set([...owned, ...scope.matchers.flatMap((m) => (m.kind === 'studies' ? [...m.uids] : []))])] : undefined;
+    if (listed !== undefined) {
       const own = params.get('StudyInstanceUID') ?? params.get('0020000D');
-      let uids = [...scope.uids];
+      let uids = listed;
       if (own !== undefined) {
         const wanted = new Set(own.split(/[,\\]/));
         uids = uids.filter((u) => wanted.has(u));
@@ -263,7 +289,7 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
       const out: string[] = [];
       for (const d of items) {
         const record = level === 'studies' ? studyRecordOf(d, scope.tags) : records!.get(datasetValues(d, '0020000D')[0] ?? '');
-        if (!record || !inScope(scope, record)) continue;
+        if (!record || !inScope(scope, record, owned)) continue;
         if (skipped < offset) { skipped++; continue; }
         if (limit !== undefined && sent >= limit) break;
         for (const t of strip) delete (d as Record<string, unknown>)[t];
@@ -286,27 +312,29 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
   }
 
   return {
-    async studyVisible(uid, scope, requestId) {
+    async studyVisible(uid, scope, requestId, subject) {
       const record = await study(uid, requestId);
-      return record !== undefined && (scope === undefined || inScope(scope, record));
+      if (record === undefined) return false;
+      return scope === undefined || inScope(scope, record, scope.owned ? await ownedBy(subject) : undefined);
     },
     async check(ex, scope) {
       const op = ex.operation;
       if (!op) throw notFound();
+      const owned = await ownedFor(ex, scope);
       switch (op.kind) {
         case 'search':
           if (op.study === undefined) {
-            await filteredSearch(ex, scope, op.level as 'studies' | 'series' | 'instances');
+            await filteredSearch(ex, scope, op.level as 'studies' | 'series' | 'instances', owned);
             return false;
           }
           // Under a study (and series): what the upstream answers for one that is not there.
-          if (await reaches(op, scope, ex.id)) return true;
+          if (await reaches(op, scope, ex.id, owned)) return true;
           emptySearch(ex);
           return false;
         case 'retrieve':
         case 'wado-uri':
         case 'delete':
-          if (op.study !== undefined && await reaches(op, scope, ex.id)) return true;
+          if (op.study !== undefined && await reaches(op, scope, ex.id, owned)) return true;
           throw notFound();
         case 'store': {
           // Each part's study (from its own DICOM header, while it streams) must be one the caller may
@@ -318,9 +346,16 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
             const refused = () => new GatewayError('FORBIDDEN', `part ${part.index} of the upload belongs to a study you may not store into`);
             if (pathStudy !== undefined && part.study !== pathStudy) throw refused();
             const existing = await study(part.study, ex.id);
+            if (existing) {
+              if (!inScope(scope, existing, owned)) throw refused();
+              return;
+            }
             // A study that is not there yet may be there in a moment: no negative answer is kept for it.
-            if (!existing) studies.delete(part.study);
-            if (!inScope(scope, existing ?? { uid: part.study, values: part.values })) throw refused();
+            studies.delete(part.study);
+            // A new study: the caller's own upload when their scope has ownUploads (recorded before its
+            // bytes go on, so it is theirs as soon as it is stored); otherwise judged by its own attributes.
+            if (scope.owned && ex.principal) await own(ex.principal.subject, part.study);
+            else if (!inScope(scope, { uid: part.study, values: part.values }, owned)) throw refused();
           });
           return true;
         }

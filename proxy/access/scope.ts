@@ -15,8 +15,10 @@ export interface StudyRecord {
 export type StudyMatcher =
   /** Every rule holds: the study's value of `tag` is one of `values` (exact, case-sensitive). */
   | { readonly kind: 'attributes'; readonly rules: readonly AttributeRule[] }
-  /** The study is one of these (share links, ownership). */
-  | { readonly kind: 'studies'; readonly uids: ReadonlySet<string> };
+  /** The study is one of these (share links). */
+  | { readonly kind: 'studies'; readonly uids: ReadonlySet<string> }
+  /** The caller stored the study through the gateway ("my uploads"; the records live in the store). */
+  | { readonly kind: 'owned' };
 
 export interface AttributeRule { readonly tag: string; readonly values: ReadonlySet<string> }
 
@@ -27,17 +29,23 @@ export interface StudyScope {
   readonly tags: readonly string[];
   /** Only explicit study lists: the whole scope is a known set of UIDs (searches can name them). */
   readonly uids: ReadonlySet<string> | undefined;
+  /** Studies the caller stored are in scope (and new studies may be stored, becoming theirs). */
+  readonly owned: boolean;
 }
 
 export function makeScope(matchers: readonly StudyMatcher[]): StudyScope {
   const tags = [...new Set(matchers.flatMap((m) => (m.kind === 'attributes' ? m.rules.map((r) => r.tag) : [])))];
   const onlyLists = matchers.every((m) => m.kind === 'studies');
   const uids = onlyLists ? new Set(matchers.flatMap((m) => (m.kind === 'studies' ? [...m.uids] : []))) : undefined;
-  return Object.freeze({ matchers: Object.freeze([...matchers]), tags, uids });
+  const owned = matchers.some((m) => m.kind === 'owned');
+  return Object.freeze({ matchers: Object.freeze([...matchers]), tags, uids, owned });
 }
 
-function matches(m: StudyMatcher, study: StudyRecord): boolean {
+const NOTHING_OWNED: ReadonlySet<string> = new Set();
+
+function matches(m: StudyMatcher, study: StudyRecord, owned: ReadonlySet<string>): boolean {
   if (m.kind === 'studies') return m.uids.has(study.uid);
+  if (m.kind === 'owned') return owned.has(study.uid);
   for (const rule of m.rules) {
     const values = study.values.get(rule.tag);
     if (!values || !values.some((v) => rule.values.has(v))) return false;
@@ -45,8 +53,9 @@ function matches(m: StudyMatcher, study: StudyRecord): boolean {
   return true;
 }
 
-export function inScope(scope: StudyScope, study: StudyRecord): boolean {
-  for (const m of scope.matchers) if (matches(m, study)) return true;
+/** Whether the study is in scope; `owned`: the studies the caller stored (for scopes with `owned`). */
+export function inScope(scope: StudyScope, study: StudyRecord, owned: ReadonlySet<string> = NOTHING_OWNED): boolean {
+  for (const m of scope.matchers) if (matches(m, study, owned)) return true;
   return false;
 }
 
@@ -112,8 +121,10 @@ export type RuleValues = { readonly list: readonly string[] } | { readonly claim
 
 export interface RoleGrant {
   readonly permissions: readonly Permission[];
-  /** Absent: every study. Present: only studies whose attributes match every rule. */
+  /** Only studies whose attributes match every rule (absent: no attribute rule). */
   readonly studies?: ReadonlyArray<{ readonly tag: string; readonly values: RuleValues }>;
+  /** Also (or only) the studies the caller stored through the gateway. */
+  readonly ownUploads?: boolean;
 }
 
 /** What a principal's roles grant: every permission, and those of them limited to a study scope. */
@@ -133,7 +144,8 @@ const NO_LIMITS: Grants = Object.freeze({ permissions: new Set<Permission>() });
  */
 export function compileGrants(table: Readonly<Record<string, RoleGrant>>): (roles: Iterable<string>, claims?: Record<string, unknown>) => Grants {
   const byRole = new Map(Object.entries(table));
-  const anyLimited = [...byRole.values()].some((g) => g.studies !== undefined);
+  const isLimited = (g: RoleGrant) => g.studies !== undefined || g.ownUploads === true;
+  const anyLimited = [...byRole.values()].some(isLimited);
   return (roles, claims = {}) => {
     const permissions = new Set<Permission>();
     if (!anyLimited) {
@@ -145,19 +157,20 @@ export function compileGrants(table: Readonly<Record<string, RoleGrant>>): (role
     for (const role of roles) {
       const grant = byRole.get(role);
       if (!grant) continue;
-      let matcher: StudyMatcher | undefined;
+      const matchers: StudyMatcher[] = [];
       if (grant.studies) {
-        matcher = {
+        matchers.push({
           kind: 'attributes',
           rules: grant.studies.map((r) => ({ tag: r.tag, values: new Set('list' in r.values ? r.values.list : r.values.claim(claims)) })),
-        };
+        });
       }
+      if (grant.ownUploads) matchers.push({ kind: 'owned' });
       for (const p of grant.permissions) {
         permissions.add(p);
-        if (!matcher) unrestricted.add(p);
+        if (!isLimited(grant)) unrestricted.add(p);
         else {
           const list = matchersOf.get(p) ?? [];
-          list.push(matcher);
+          list.push(...matchers);
           matchersOf.set(p, list);
         }
       }

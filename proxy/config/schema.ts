@@ -265,7 +265,10 @@ const StudyRuleValues = z.union([
 const LimitedRole = z.strictObject({
   permissions: z.array(Permission).min(1, { error: 'expected at least one permission, e.g. [view]' }),
   /** Attribute (keyword or 8-digit hex tag) → allowed values; a study must match every attribute listed. */
-  studies: z.record(z.string(), StudyRuleValues).superRefine((rules, ctx) => {
+  /** Studies the caller stored through the gateway are in scope too ("my uploads"). */
+  ownUploads: z.boolean().default(false),
+  studies: z.record(z.string(), StudyRuleValues).optional().superRefine((rules, ctx) => {
+    if (rules === undefined) return;
     if (Object.keys(rules).length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one attribute, e.g. InstitutionName: [NORTH CLINIC]' });
     for (const key of Object.keys(rules)) {
       if (/^[0-9]{1,7}$/.test(key)) {
@@ -277,6 +280,10 @@ const LimitedRole = z.strictObject({
   }),
 });
 
+const LimitedRoleChecked = LimitedRole.superRefine((g, ctx) => {
+  if (!g.studies && !g.ownUploads) ctx.addIssue({ code: 'custom', message: 'a limited role names its studies (studies: { InstitutionName: [...] }), ownUploads: true, or both' });
+});
+
 /**
  * Role → a list of permissions, or permissions limited to some studies. Each entry is checked
  * against the form its shape announces, so a mistake is reported at its own key (a union would
@@ -285,7 +292,7 @@ const LimitedRole = z.strictObject({
 const PermissionTable = z.record(RoleName, z.unknown()).superRefine((table, ctx) => {
   for (const [role, grant] of Object.entries(table)) {
     const form = Array.isArray(grant) ? z.array(Permission)
-      : grant !== null && typeof grant === 'object' ? LimitedRole : undefined;
+      : grant !== null && typeof grant === 'object' ? LimitedRoleChecked : undefined;
     if (!form) {
       ctx.addIssue({ code: 'custom', path: [role], message: 'expected a list of permissions such as [view], or { permissions: [view], studies: { InstitutionName: [NORTH CLINIC] } }' });
       continue;
@@ -384,7 +391,8 @@ export type SharesConfig = NonNullable<ParsedConfig['shares']>;
 /** A role's entry in the permissions table: its permissions, or permissions limited to some studies. */
 export type RoleGrantConfig = readonly z.output<typeof Permission>[] | {
   readonly permissions: readonly z.output<typeof Permission>[];
-  readonly studies: Readonly<Record<string, readonly string[] | { readonly claim: string }>>;
+  readonly studies?: Readonly<Record<string, readonly string[] | { readonly claim: string }>>;
+  readonly ownUploads?: boolean;
 };
 export interface Config {
   readonly file: string;

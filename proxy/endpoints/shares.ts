@@ -81,7 +81,7 @@ export function shareRouter(deps: ShareEndpointsDeps): Router {
     const needed = KIND_NEEDS[kind];
     if (!caller.permissions.has(needed)) throw new GatewayError('FORBIDDEN', `a ${kind} link needs the ${needed} permission, which your roles do not grant`);
     const scope = caller.limited?.get(needed);
-    const visible = await Promise.all(uids.map((u) => gate.studyVisible(u, scope, ex.id)));
+    const visible = await Promise.all(uids.map((u) => gate.studyVisible(u, scope, ex.id, caller.subject)));
     const missing = uids.filter((_, i) => !visible[i]);
     // Out of the caller's scope or not there at all: the same answer.
     if (missing.length) throw new GatewayError('NOT_FOUND', `no such study: ${missing.join(', ')}`);

@@ -4,7 +4,9 @@
 import { readFileSync } from 'node:fs';
 import { startGateway, waitReady, type RunningGateway } from '../support/gateway.js';
 import { request, type Reply } from '../support/http-client.js';
-import { loadDemoData, type DemoDataSummary } from '../support/load-studies.js';
+import { randomUUID } from 'node:crypto';
+import { loadDemoData, multipartRelated, type DemoDataSummary } from '../support/load-studies.js';
+import { generateStudies } from '../support/synthetic-dicom.js';
 import { startOrthanc, type OrthancHandle } from '../support/orthanc.js';
 import { startRedis, type RedisHandle } from '../support/redis.js';
 import { routesEnv } from '../support/stack-env.js';
@@ -18,7 +20,9 @@ let env: Record<string, string>;
 let gwA: RunningGateway;
 let gwB: RunningGateway;
 let adminToken: string;
-const YAML = readFileSync(new URL('../../routes.yaml', import.meta.url), 'utf8');
+// The shipped file, plus a role whose scope is the caller's own uploads (recorded in the store).
+const YAML = readFileSync(new URL('../../routes.yaml', import.meta.url), 'utf8')
+  .replace(/\npermissions:\n/, '\npermissions:\n  mine:\n    permissions: [view, upload]\n    ownUploads: true\n');
 
 async function start(): Promise<RunningGateway> {
   const g = await startGateway(YAML, env);
@@ -93,4 +97,21 @@ test('a share and its redeemed browser survive a restart of A (Redis keeps them)
   await gwA.stop();
   gwA = await start();
   expect((await studies(gwA, cookie)).status).toBe(200);
+});
+
+test('"my uploads" live in Redis: stored through A, the study is the uploader\'s on B and after a restart of A', async () => {
+  const token = await idp.issueAccessToken({ username: 'una', sub: 'sub-una-redis', realmRoles: ['mine'], ttl: 600 });
+  const [file] = generateStudies({ seed: randomUUID(), patients: [{ name: 'MINE^REDIS', id: 'PAT-MINE-R', birthDate: '19900101', sex: 'O', studies: [
+    { description: 'MINE', date: '20240101', accessionNumber: 'ACC-MR', series: [{ modality: 'CT', description: 'x', slices: 1, rows: 16, columns: 16 }] }] }] });
+  const { body, contentType } = multipartRelated([file!.file]);
+  const stored = await request(gwA.url, '/pacs/dicom-web/studies', {
+    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': contentType, 'content-length': String(body.length), accept: 'application/dicom+json' }, body,
+  });
+  expect(stored.status).toBe(200);
+  const mine = async (g: RunningGateway) => (JSON.parse((await request(g.url, '/pacs/dicom-web/studies', { headers: { authorization: `Bearer ${token}`, accept: 'application/dicom+json' } })).text) as Array<Record<string, { Value: string[] }>>)
+    .map((d) => d['0020000D']!.Value[0]);
+  expect(await mine(gwB)).toEqual([file!.studyInstanceUID]);
+  await gwA.stop();
+  gwA = await start();
+  expect(await mine(gwA)).toEqual([file!.studyInstanceUID]);
 });

@@ -26,7 +26,8 @@ const tokens: Record<string, string> = {};
 
 const yaml = readFileSync(new URL('../../routes.yaml', import.meta.url), 'utf8').replace(
   /\npermissions:\n/,
-  '\npermissions:\n  site:\n    permissions: [view, download, upload]\n    studies: { InstitutionName: { claim: institution } }\n',
+  '\npermissions:\n  site:\n    permissions: [view, download, upload]\n    studies: { InstitutionName: { claim: institution } }\n'
+  + '  mine:\n    permissions: [view, upload]\n    ownUploads: true\n',
 );
 
 beforeAll(async () => {
@@ -272,5 +273,41 @@ describe('a study out of scope is a study that does not exist', () => {
     expect(single.status).toBe(400);
     // And the route exposing Orthanc's whole API stays closed to a limited caller.
     expect((await send('/pacs-admin/system', 'limitedUploader', { accept: 'application/json' })).status).toBe(403);
+  });
+});
+
+describe('my uploads (ownUploads)', () => {
+  const fresh = (slices = 1) => generateStudies({ seed: randomUUID(), patients: [{ name: 'MINE^ONE', id: `PAT-MINE-${randomUUID().slice(0, 6)}`, birthDate: '19900101', sex: 'O', studies: [
+    { description: 'MINE', date: '20240101', accessionNumber: 'ACC-MINE', series: [{ modality: 'CT', description: 'x', slices, rows: 16, columns: 16 }] }] }] });
+  const stow = (as: string, files: Buffer[]) => {
+    const { body, contentType } = multipartRelated(files);
+    return send('/pacs/dicom-web/studies', as, { 'content-type': contentType }, 'POST', body);
+  };
+
+  test('a study its caller stored is theirs: found, read and added to by them only; nobody else\'s study can be stored into', async () => {
+    tokens.una = await idp.issueAccessToken({ username: 'una', sub: `una-${randomUUID()}`, realmRoles: ['mine'], ttl: 600 });
+    tokens.vic = await idp.issueAccessToken({ username: 'vic', sub: `vic-${randomUUID()}`, realmRoles: ['mine'], ttl: 600 });
+    // Before any upload: nothing at all.
+    expect(uids(await send('/pacs/dicom-web/studies', 'una'))).toEqual([]);
+    const [a1, a2] = fresh(2);
+    expect((await stow('una', [a1!.file])).status).toBe(200);
+    // Hers at once: search, metadata, and a second instance into it.
+    expect(uids(await send('/pacs/dicom-web/studies', 'una'))).toEqual([a1!.studyInstanceUID]);
+    expect((await send(`/pacs/dicom-web/studies/${a1!.studyInstanceUID}/metadata`, 'una')).status).toBe(200);
+    expect((await stow('una', [a2!.file])).status).toBe(200);
+    expect(json(await send(`/pacs/dicom-web/studies/${a1!.studyInstanceUID}/metadata`, 'una')).length).toBe(2);
+    // Not vic's: not there for him, and he cannot add to it.
+    expect(uids(await send('/pacs/dicom-web/studies', 'vic'))).toEqual([]);
+    const foreign = await send(`/pacs/dicom-web/studies/${a1!.studyInstanceUID}/metadata`, 'vic');
+    expect({ status: foreign.status, error: JSON.parse(foreign.text).error }).toEqual({ status: 404, error: 'NOT_FOUND' });
+    const [, , v3] = fresh(3);
+    const intoHers = dcmjsRewrite(v3!.file, { StudyInstanceUID: a1!.studyInstanceUID });
+    expect((await stow('vic', [intoHers])).status).toBe(403);
+    // Nor can una store into a study that existed before and is not hers (alice's).
+    const alice = data.synthetic.find((i) => i.patientId === 'PAT-0001')!;
+    const intoAlices = dcmjsRewrite(fresh()[0]!.file, { StudyInstanceUID: alice.studyInstanceUID });
+    const before = (await direct(`/dicom-web/studies/${alice.studyInstanceUID}/instances`)).length;
+    expect((await stow('una', [intoAlices])).status).toBe(403);
+    expect((await direct(`/dicom-web/studies/${alice.studyInstanceUID}/instances`)).length).toBe(before);
   });
 });

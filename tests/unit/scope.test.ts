@@ -108,6 +108,18 @@ routes:
     expect(c.permissions.external).toEqual({ permissions: ['view'], studies: { InstitutionName: ['NORTH CLINIC'], '00091010': { claim: 'labels' } } });
   });
 
+  test('ownUploads alone, or with attributes; a limited role with neither is refused', () => {
+    const c = parseConfig(YAML('  mine: { permissions: [view, upload], ownUploads: true }'), 'routes.yaml', {});
+    expect(c.permissions.mine).toEqual({ permissions: ['view', 'upload'], ownUploads: true });
+    const g = compileRoleGrants(c.permissions)(['mine']);
+    const scope = g.limited!.get('upload')!;
+    expect(scope.owned).toBe(true);
+    expect(inScope(scope, study('9.1', {}), new Set(['9.1']))).toBe(true);
+    expect(inScope(scope, study('9.2', {}), new Set(['9.1']))).toBe(false);
+    expect(inScope(scope, study('9.1', {}))).toBe(false);
+    expect(problems(YAML('  mine: { permissions: [view] }'))[0]).toMatch(/permissions\.mine: a limited role names its studies .* ownUploads/);
+  });
+
   test('an unknown attribute, an empty rule, no attribute at all, a bad claim path: each refused at its key', () => {
     expect(problems(YAML('  external: { permissions: [view], studies: { Institution: [X] } }'))).toEqual([
       expect.stringMatching(/^routes\.yaml:3:\d+: permissions\.external\.studies\.Institution: expected a study attribute: an 8-digit hex tag .* InstitutionName/),
