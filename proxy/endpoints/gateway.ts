@@ -26,6 +26,9 @@ export const BACKCHANNEL_LOGOUT_PATH = '/_gateway/backchannel-logout';
 export const ME_PATH = '/_gateway/me';
 
 const LOGIN_TTL_MS = 10 * 60_000;
+/** Wrong passwords allowed per share link in the window, on all processes together. */
+const SHARE_PASSWORD_ATTEMPTS = 5;
+const SHARE_PASSWORD_WINDOW_MS = 15 * 60_000;
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const CALLBACK_PARAMS = ['state', 'code', 'error', 'error_description', 'error_uri', 'iss', 'session_state'];
 
@@ -45,7 +48,7 @@ export interface GatewayEndpointsDeps {
   readonly fail: (ex: Exchange, err: GatewayError) => void;
   readonly count?: (event: 'login' | 'login_failed' | 'logout' | 'backchannel_logout') => void;
   /** Share links, when routes.yaml enables them. */
-  readonly shares?: Omit<ShareEndpointsDeps, 'exchangeOf' | 'log'>;
+  readonly shares?: Omit<ShareEndpointsDeps, 'exchangeOf' | 'log' | 'pages' | 'publicOrigin' | 'attempts'>;
 }
 
 export interface GatewayEndpoints { handle(ex: Exchange): void }
@@ -261,7 +264,12 @@ export function createGatewayEndpoints(deps: GatewayEndpointsDeps): GatewayEndpo
     });
   }
 
-  if (deps.shares) app.use(shareRouter({ ...deps.shares, log, exchangeOf: (req) => exchangeOf(req) }));
+  if (deps.shares) {
+    app.use(shareRouter({
+      ...deps.shares, log, pages, publicOrigin, exchangeOf: (req) => exchangeOf(req),
+      attempts: store.limiter('share-password', SHARE_PASSWORD_ATTEMPTS, SHARE_PASSWORD_WINDOW_MS),
+    }));
+  }
 
   app.use((req: Request) => {
     throw new GatewayError('NO_ROUTE', `no gateway endpoint ${req.method} ${req.path}`);

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type PageName = 'error' | 'login-error' | 'forbidden' | 'no-role' | 'logged-out' | 'share-ended';
+export type PageName = 'error' | 'login-error' | 'forbidden' | 'no-role' | 'logged-out' | 'share-ended' | 'share-password';
 export interface PageVars { title: string; requestId: string; [k: string]: string | readonly string[] | undefined }
 
 export interface Pages {
@@ -22,7 +22,7 @@ export interface Pages {
 export const PAGE_CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 export const STYLESHEET_PATH = '/_gateway/static/gateway.css';
 
-const PAGE_NAMES: readonly PageName[] = ['error', 'login-error', 'forbidden', 'no-role', 'logged-out', 'share-ended'];
+const PAGE_NAMES: readonly PageName[] = ['error', 'login-error', 'forbidden', 'no-role', 'logged-out', 'share-ended', 'share-password'];
 const STYLESHEET_FILE = 'gateway.css';
 // Pages are no-store, so a page always links the current ?v=: that URL may be cached for good.
 // A request without it (or with an old one) revalidates with the ETag instead.

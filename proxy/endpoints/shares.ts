@@ -11,7 +11,10 @@ import type { Exchange } from '../exchange.js';
 import type { Principal } from '../identity/principal.js';
 import { shareEnded } from '../identity/share.js';
 import { SHARE_KINDS, type ShareKind, type ShareRecord, type Shares } from '../identity/shares.js';
+import { sameOrigin } from '../identity/session.js';
 import type { Logger } from '../ops/log.js';
+import type { Limiter } from '../store/store.js';
+import type { Pages } from './pages.js';
 
 export const SHARES_PATH = '/_gateway/shares';
 export const SHARE_LINK_PREFIX = '/_gateway/s/';
@@ -30,6 +33,10 @@ export interface ShareEndpointsDeps {
   readonly identify: (ex: Exchange) => Promise<Principal>;
   readonly log: Logger;
   readonly exchangeOf: (req: Request) => Exchange;
+  readonly pages: Pages;
+  readonly publicOrigin: string;
+  /** Failed password attempts, per link. */
+  readonly attempts: Limiter;
   readonly count?: (event: 'share_created' | 'share_revoked' | 'share_redeemed' | 'share_refused') => void;
 }
 
@@ -44,7 +51,7 @@ export function parseExpiry(v: unknown): number | undefined {
 }
 
 const view = (s: ShareRecord) => ({
-  id: s.id, kind: s.kind, studies: s.studies, oneTime: s.oneTime,
+  id: s.id, kind: s.kind, studies: s.studies, oneTime: s.oneTime, passwordProtected: s.password !== undefined,
   createdAt: new Date(s.createdAt).toISOString(), expiresAt: new Date(s.expiresAt).toISOString(),
   ...(s.revokedAt !== undefined ? { revokedAt: new Date(s.revokedAt).toISOString() } : {}),
   state: s.revokedAt !== undefined ? 'revoked' : s.expiresAt <= Date.now() ? 'expired' : 'active',
@@ -62,8 +69,10 @@ export function shareRouter(deps: ShareEndpointsDeps): Router {
     if (!caller.permissions.has('share')) throw new GatewayError('FORBIDDEN', 'making share links needs the share permission');
     const body = req.body as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw bad('expected a JSON object: { "studies": [...], "expiresIn": "7d", "kind": "view" }');
-    const unknownKeys = Object.keys(body).filter((k) => !['studies', 'expiresIn', 'kind', 'oneTime'].includes(k));
-    if (unknownKeys.length) throw bad(`unknown field ${unknownKeys.map((k) => JSON.stringify(k)).join(', ')} (expected studies, expiresIn, kind, oneTime)`);
+    const unknownKeys = Object.keys(body).filter((k) => !['studies', 'expiresIn', 'kind', 'oneTime', 'password'].includes(k));
+    if (unknownKeys.length) throw bad(`unknown field ${unknownKeys.map((k) => JSON.stringify(k)).join(', ')} (expected studies, expiresIn, kind, oneTime, password)`);
+    const password = body.password;
+    if (password !== undefined && (typeof password !== 'string' || password.length < 8 || password.length > 128)) throw bad('password: expected 8 to 128 characters');
     const studies = body.studies;
     if (!Array.isArray(studies) || studies.length === 0 || studies.length > MAX_STUDIES || !studies.every((u) => typeof u === 'string' && u.length <= 64 && UID.test(u))) {
       throw bad(`studies: expected 1 to ${MAX_STUDIES} StudyInstanceUIDs`);
@@ -89,7 +98,7 @@ export function shareRouter(deps: ShareEndpointsDeps): Router {
     const { record, code } = await shares.create({
       owner: caller.subject, ...(caller.username ? { ownerName: caller.username } : {}),
       studies: uids, kind, expiresAt: Date.now() + ttl, oneTime: body.oneTime === true,
-    });
+    }, password as string | undefined);
     log.info({ reqId: ex.id, sub: caller.subject, share: record.id, kind, studies: uids.length, expiresAt: record.expiresAt }, 'share created');
     deps.count?.('share_created');
     res.setHeader('Cache-Control', 'no-store');
@@ -120,21 +129,64 @@ export function shareRouter(deps: ShareEndpointsDeps): Router {
     res.status(204).end();
   });
 
-  router.get(`${SHARE_LINK_PREFIX}:code`, async (req: Request, res: Response) => {
-    const ex = exchangeOf(req);
+  /** The share a link names, or its ended page. */
+  async function linked(req: Request, res: Response): Promise<ShareRecord> {
     res.setHeader('Referrer-Policy', 'no-referrer');
     res.setHeader('Cache-Control', 'no-store');
-    const result = await shares.redeem(String(req.params.code));
-    if ('ended' in result) {
+    const found = await shares.lookup(String(req.params.code));
+    if ('ended' in found) {
       deps.count?.('share_refused');
-      throw shareEnded(result.ended);
+      throw shareEnded(found.ended);
     }
-    const { share, sessionId } = result;
-    log.info({ reqId: ex.id, share: share.id }, 'share redeemed');
+    return found.share;
+  }
+
+  async function open(req: Request, res: Response, share: ShareRecord): Promise<void> {
+    const opened = await shares.open(share);
+    if ('ended' in opened) {
+      deps.count?.('share_refused');
+      throw shareEnded(opened.ended);
+    }
+    log.info({ reqId: exchangeOf(req).id, share: share.id }, 'share redeemed');
     deps.count?.('share_redeemed');
-    res.setHeader('Set-Cookie', shares.setCookie(sessionId, share.expiresAt));
+    res.setHeader('Set-Cookie', shares.setCookie(opened.sessionId, share.expiresAt));
     // 303 to the viewer: the code leaves the address bar (and history) with this answer.
     res.redirect(303, `${config.viewerPath}?StudyInstanceUIDs=${share.studies.join(',')}`);
+  }
+
+  const passwordPage = (req: Request, res: Response, status: number, reason?: string) => deps.pages.send(res, status, 'share-password', {
+    title: 'Password needed', action: req.path, requestId: exchangeOf(req).id, ...(reason ? { reason } : {}),
+  });
+
+  router.get(`${SHARE_LINK_PREFIX}:code`, async (req: Request, res: Response) => {
+    const share = await linked(req, res);
+    if (share.password) { passwordPage(req, res, 200); return; }
+    await open(req, res, share);
+  });
+
+  // The password form of a protected link: from this site's page only, failed attempts limited per link.
+  router.post(`${SHARE_LINK_PREFIX}:code`, express.urlencoded({ extended: false, limit: '4kb' }), async (req: Request, res: Response) => {
+    const ex = exchangeOf(req);
+    if (!sameOrigin(ex, deps.publicOrigin)) throw new GatewayError('CROSS_ORIGIN', 'a share link\'s password is typed on this site\'s page');
+    const share = await linked(req, res);
+    if (!share.password) { await open(req, res, share); return; }
+    const password = (req.body as Record<string, unknown> | undefined)?.password;
+    if (typeof password !== 'string' || password === '') { passwordPage(req, res, 400, 'Type the password.'); return; }
+    const attempt = await deps.attempts.consume(share.id);
+    if (!attempt.allowed) {
+      const minutes = Math.max(1, Math.ceil(attempt.retryAfterMs / 60_000));
+      log.warn({ reqId: ex.id, share: share.id }, 'share password attempts exhausted');
+      res.setHeader('Retry-After', String(Math.ceil(attempt.retryAfterMs / 1000)));
+      passwordPage(req, res, 429, `Too many wrong passwords for this link: try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`);
+      return;
+    }
+    if (!(await shares.passwordMatches(share, password))) {
+      ex.errorCode = 'SHARE_PASSWORD';
+      passwordPage(req, res, 401, 'That password is not the right one.');
+      return;
+    }
+    await deps.attempts.reset(share.id);
+    await open(req, res, share);
   });
 
   return router;

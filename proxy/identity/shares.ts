@@ -6,7 +6,7 @@
 //   share-owner:<hash>    the owner's share ids
 //   share-used:<id>       a one-time link was redeemed
 //   share-sess:<hash>     a redeemed browser's share session → share id
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { parse as parseCookies, serialize as serializeCookie } from 'cookie';
 import signature from 'cookie-signature';
@@ -33,6 +33,8 @@ export interface ShareRecord {
   readonly expiresAt: number;
   readonly oneTime: boolean;
   readonly revokedAt?: number;
+  /** A password the visitor must type (scrypt, salted): never stored in clear. */
+  readonly password?: { readonly salt: string; readonly hash: string };
 }
 
 /** Why a link or a share session no longer opens anything. */
@@ -40,14 +42,18 @@ export type ShareEnd = 'expired' | 'revoked' | 'used' | 'invalid';
 
 export interface Shares {
   readonly cookieName: string;
-  /** A new share; its code is returned once, here, and never stored. */
-  create(share: Omit<ShareRecord, 'id' | 'createdAt'>): Promise<{ record: ShareRecord; code: string }>;
+  /** A new share; its code is returned once, here, and never stored (nor the password). */
+  create(share: Omit<ShareRecord, 'id' | 'createdAt' | 'password'>, password?: string): Promise<{ record: ShareRecord; code: string }>;
+  /** The share a link's code names, without opening it; or why it opens nothing. */
+  lookup(code: string): Promise<{ share: ShareRecord } | { ended: ShareEnd }>;
+  /** Whether `password` is the share's (constant time). */
+  passwordMatches(share: ShareRecord, password: string): Promise<boolean>;
   get(id: string): Promise<ShareRecord | undefined>;
   list(owner: string): Promise<ShareRecord[]>;
   /** Revokes (a tombstone stays until the share would have expired); false when there is no live share. */
   revoke(id: string): Promise<boolean>;
-  /** The code of a link → a new share session id, or why it opens nothing. */
-  redeem(code: string): Promise<{ share: ShareRecord; sessionId: string } | { ended: ShareEnd }>;
+  /** Opens a looked-up share: a new share session id (a one-time link only once), or why not. */
+  open(share: ShareRecord): Promise<{ sessionId: string } | { ended: ShareEnd }>;
   /** The share session in the request's cookie: its share, why it ended, or undefined without a cookie. */
   sessionShare(req: IncomingMessage): Promise<ShareRecord | { ended: ShareEnd } | undefined>;
   setCookie(sessionId: string, expiresAt: number): string;
@@ -55,6 +61,9 @@ export interface Shares {
 }
 
 const hash = (s: string): string => createHash('sha256').update(s).digest('base64url');
+const scryptAsync = (password: string, salt: string): Promise<Buffer> => new Promise((ok, ko) => {
+  scrypt(password.normalize('NFKC'), salt, 32, (err, key) => (err ? ko(err) : ok(key)));
+});
 const CODE = /^[A-Za-z0-9_-]{43}$/;
 const WEEK = 7 * 24 * 3600_000;
 
@@ -75,10 +84,15 @@ export function createShares(store: Store, secrets: readonly string[], https: bo
 
   return {
     cookieName,
-    async create(share) {
+    async create(share, password) {
       const id = randomBytes(12).toString('base64url');
       const code = randomBytes(32).toString('base64url');
-      const record: ShareRecord = { ...share, id, createdAt: Date.now() };
+      let secret: ShareRecord['password'];
+      if (password !== undefined) {
+        const salt = randomBytes(16).toString('base64url');
+        secret = { salt, hash: (await scryptAsync(password, salt)).toString('base64url') };
+      }
+      const record: ShareRecord = { ...share, id, createdAt: Date.now(), ...(secret ? { password: secret } : {}) };
       const ttl = liveFor(record);
       await store.set(shareKey(id), JSON.stringify(record), ttl);
       await store.set(`share-code:${hash(code)}`, id, ttl + WEEK);
@@ -97,17 +111,27 @@ export function createShares(store: Store, secrets: readonly string[], https: bo
       await store.set(shareKey(id), JSON.stringify({ ...s, revokedAt: Date.now() }), liveFor(s));
       return true;
     },
-    async redeem(code) {
+    async lookup(code) {
       if (!CODE.test(code)) return { ended: 'invalid' };
       const id = await store.get(`share-code:${hash(code)}`);
       if (id === undefined) return { ended: 'invalid' };
       const share = await get(id);
       if (!share || liveFor(share) <= 0) return { ended: 'expired' };
       if (share.revokedAt !== undefined) return { ended: 'revoked' };
-      if (share.oneTime && !(await store.setIfAbsent(`share-used:${id}`, String(Date.now()), liveFor(share)))) return { ended: 'used' };
+      if (share.oneTime && (await store.get(`share-used:${id}`)) !== undefined) return { ended: 'used' };
+      return { share };
+    },
+    async passwordMatches(share, password) {
+      if (!share.password) return true;
+      const expected = Buffer.from(share.password.hash, 'base64url');
+      const actual = await scryptAsync(password, share.password.salt);
+      return actual.length === expected.length && timingSafeEqual(actual, expected);
+    },
+    async open(share) {
+      if (share.oneTime && !(await store.setIfAbsent(`share-used:${share.id}`, String(Date.now()), liveFor(share)))) return { ended: 'used' };
       const sessionId = randomBytes(32).toString('base64url');
-      await store.set(`share-sess:${hash(sessionId)}`, id, liveFor(share));
-      return { share, sessionId };
+      await store.set(`share-sess:${hash(sessionId)}`, share.id, liveFor(share));
+      return { sessionId };
     },
     async sessionShare(req) {
       const header = req.headers.cookie;

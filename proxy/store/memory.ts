@@ -1,6 +1,7 @@
 // The Store for a single gateway process: Maps with expiry times, swept periodically so memory
 // stays bounded, and in-process pub/sub with Redis's semantics (one key space, async delivery).
-import { StoreUnavailableError, validTtlMs, type Store, type StoreLog } from './store.js';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { limiterOf, StoreUnavailableError, validTtlMs, type Store, type StoreLog } from './store.js';
 // (store.ts imports this module too: its exports are only used inside functions, which an ESM
 // import cycle allows.)
 
@@ -83,6 +84,10 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): MemoryStore {
 
   return {
     kind: 'memory',
+    limiter: (name, points, durationMs) => limiterOf(
+      new RateLimiterMemory({ keyPrefix: name, points, duration: Math.ceil(durationMs / 1000) }),
+      (err) => (err instanceof Error ? err : new Error(String(err))),
+    ),
     get size() { return entries.size; },
 
     async get(key) {

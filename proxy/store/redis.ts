@@ -1,7 +1,8 @@
 // The Store shared by several gateway processes, on Redis through ioredis. It fails fast: while
 // Redis is away every operation rejects with StoreUnavailableError instead of queueing.
 import { Redis, type RedisOptions } from 'ioredis';
-import { StoreUnavailableError, validTtlMs, type Store, type StoreLog, type StoreOptions } from './store.js';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
+import { limiterOf, StoreUnavailableError, validTtlMs, type Store, type StoreLog, type StoreOptions } from './store.js';
 // (store.ts imports this module too: its exports are only used inside functions, which an ESM
 // import cycle allows.)
 
@@ -85,6 +86,17 @@ export function createRedisStore(url: string, opts: StoreOptions = {}): Store {
 
   return {
     kind: 'redis',
+    limiter(name, points, durationMs) {
+      const inner = limiterOf(
+        new RateLimiterRedis({ storeClient: client, keyPrefix: `${prefix}rl:${name}`, points, duration: Math.ceil(durationMs / 1000), rejectIfRedisNotReady: true }),
+        (err) => unavailable('rate limit', err),
+      );
+      // The connection is opened lazily: wait for it (within the command timeout) as every command does.
+      return {
+        consume: (key) => run('rate limit', () => Promise.resolve()).then(() => inner.consume(key)),
+        reset: (key) => run('rate limit', () => Promise.resolve()).then(() => inner.reset(key)),
+      };
+    },
 
     get: (key) => run('GET', async () => (await client.get(k(key))) ?? undefined),
 

@@ -1,5 +1,6 @@
 // The shared-state interface that sessions, share links and revocations use, and the factory that
 // picks its implementation from the configured URL: memory (one process) or Redis (many).
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createMemoryStore } from './memory.js';
 import { createRedisStore } from './redis.js';
 
@@ -24,9 +25,39 @@ export interface Store {
   publish(channel: string, message: string): Promise<void>;
   /** Calls onMessage for every message on channel (from any process, including this one); returns an unsubscribe function. */
   subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+  /**
+   * A counter of attempts per key (rate-limiter-flexible over this store): at most `points` in
+   * `durationMs`; shared by every process on Redis.
+   */
+  limiter(name: string, points: number, durationMs: number): Limiter;
   /** For /readyz: { ok, detail } — Redis: connected and answering PING within 1 s. */
   check(): Promise<{ ok: boolean; detail: string }>;
   close(): Promise<void>;
+}
+
+export interface Limiter {
+  /** Counts one attempt for key; allowed false (with how long to wait) once the points are used up. */
+  consume(key: string): Promise<{ allowed: boolean; retryAfterMs: number }>;
+  /** Forgets key's attempts (e.g. after a success). */
+  reset(key: string): Promise<void>;
+}
+
+/** Adapts a rate-limiter-flexible limiter: a refusal is an answer, anything else a store error. */
+export function limiterOf(rl: RateLimiterAbstract, unavailable: (err: unknown) => Error): Limiter {
+  return {
+    async consume(key) {
+      try {
+        await rl.consume(key);
+        return { allowed: true, retryAfterMs: 0 };
+      } catch (err) {
+        if (err instanceof RateLimiterRes) return { allowed: false, retryAfterMs: err.msBeforeNext };
+        throw unavailable(err);
+      }
+    },
+    async reset(key) {
+      try { await rl.delete(key); } catch (err) { throw unavailable(err); }
+    },
+  };
 }
 
 /** Redis is down, unreachable, too slow, or the store was closed. Never carries the URL's password. */

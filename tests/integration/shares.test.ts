@@ -196,6 +196,59 @@ describe('a contribute link', () => {
   });
 });
 
+describe('a password-protected link', () => {
+  const PUBLIC = 'http://127.0.0.1:8080';
+  const form = (url: string, password: string, origin = PUBLIC) => {
+    const body = `password=${encodeURIComponent(password)}`;
+    return request(gw.url, new URL(url).pathname, {
+      method: 'POST', body,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(body.length), origin, accept: 'text/html', 'sec-fetch-mode': 'navigate' },
+    });
+  };
+  const shareCookie = (r: Reply) => ([] as string[]).concat(r.headers['set-cookie'] ?? []).find((c) => c.startsWith('pgw_share='));
+
+  test('asks for its password on the gateway\'s page; a wrong one is refused, the right one opens it', async () => {
+    const made = await share('admin', { studies: [studyOf('PAT-0003')], expiresIn: '1h', password: 'correct horse battery' });
+    expect(made).toMatchObject({ passwordProtected: true });
+    expect(JSON.stringify(json(await api('GET', '/_gateway/shares', 'admin')))).not.toMatch(/correct horse|"salt"|"hash"/);
+    const first = await redeem(made.url);
+    expect(first.reply.status).toBe(200);
+    expect(first.cookie).toBeUndefined();
+    expect(first.reply.text).toMatch(/<form[^>]+method="post"[^>]+action="\/_gateway\/s\/[A-Za-z0-9_-]{43}"/);
+    expect(first.reply.text).toMatch(/type="password"/);
+    const wrong = await form(made.url, 'wrong horse battery');
+    expect(wrong.status).toBe(401);
+    expect(shareCookie(wrong)).toBeUndefined();
+    expect(wrong.text).toMatch(/not the right one/);
+    const foreign = await form(made.url, 'correct horse battery', 'https://evil.example');
+    expect(foreign.status).toBe(403);
+    expect(shareCookie(foreign)).toBeUndefined();
+    const right = await form(made.url, 'correct horse battery');
+    expect(right.status).toBe(303);
+    expect(right.headers.location).toBe(`/viewer?StudyInstanceUIDs=${studyOf('PAT-0003')}`);
+    expect((await asVisitor(shareCookie(right)!.split(';')[0]!, '/pacs/dicom-web/studies')).status).toBe(200);
+    expect(gw.rawLogs()).not.toContain('correct horse');
+  });
+
+  test('five wrong passwords lock the link for a while, even for the right one', async () => {
+    const made = await share('admin', { studies: [studyOf('PAT-0003')], expiresIn: '1h', password: 'a long passphrase' });
+    for (let i = 0; i < 5; i++) expect((await form(made.url, `guess number ${i}`)).status).toBe(401);
+    const locked = await form(made.url, 'a long passphrase');
+    expect(locked.status).toBe(429);
+    expect(Number(locked.headers['retry-after'])).toBeGreaterThan(60);
+    expect(locked.text).toMatch(/Too many wrong passwords/);
+    expect(shareCookie(locked)).toBeUndefined();
+    // Another link is not locked by this one's attempts.
+    const other = await share('admin', { studies: [studyOf('PAT-0003')], expiresIn: '1h', password: 'a long passphrase' });
+    expect((await form(other.url, 'a long passphrase')).status).toBe(303);
+  });
+
+  test('a password shorter than 8 characters is refused when the link is made', async () => {
+    const r = await api('POST', '/_gateway/shares', 'admin', { studies: [studyOf('PAT-0003')], expiresIn: '1h', password: 'short' });
+    expect({ status: r.status, error: json<{ error: string }>(r).error }).toEqual({ status: 400, error: 'BAD_REQUEST' });
+  });
+});
+
 describe('making links', () => {
   test('needs the share permission, a known study the maker can read, and a valid request', async () => {
     const carol = studyOf('PAT-0003');
@@ -212,7 +265,7 @@ describe('making links', () => {
       ['a bad UID', 'admin', { studies: ['1.2.x'], expiresIn: '1h' }, 400, 'BAD_REQUEST'],
       ['no studies', 'admin', { studies: [], expiresIn: '1h' }, 400, 'BAD_REQUEST'],
       ['an unknown kind', 'admin', { studies: [carol], expiresIn: '1h', kind: 'edit' }, 400, 'BAD_REQUEST'],
-      ['an unknown field', 'admin', { studies: [carol], expiresIn: '1h', password: 'x' }, 400, 'BAD_REQUEST'],
+      ['an unknown field', 'admin', { studies: [carol], expiresIn: '1h', secret: 'x' }, 400, 'BAD_REQUEST'],
       ['not an object', 'admin', [carol], 400, 'BAD_REQUEST'],
     ];
     for (const [label, as, body, status, error] of cases) {

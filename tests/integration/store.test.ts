@@ -52,6 +52,21 @@ describe.each(['memory', 'redis'] as const)('%s store', (kind) => {
     expect(open().kind).toBe(kind);
   });
 
+  it('limits attempts per key: the points, then a refusal that says how long to wait; keys apart; reset forgets', async () => {
+    const s = open();
+    const limiter = s.limiter('pw', 3, 60_000);
+    for (let i = 0; i < 3; i++) expect((await limiter.consume('share-a')).allowed).toBe(true);
+    const refused = await limiter.consume('share-a');
+    expect(refused.allowed).toBe(false);
+    expect(refused.retryAfterMs).toBeGreaterThan(50_000);
+    expect(refused.retryAfterMs).toBeLessThanOrEqual(60_000);
+    expect((await limiter.consume('share-b')).allowed).toBe(true);
+    await limiter.reset('share-a');
+    expect((await limiter.consume('share-a')).allowed).toBe(true);
+    // Another limiter name counts on its own.
+    expect((await s.limiter('other', 1, 60_000).consume('share-a')).allowed).toBe(true);
+  });
+
   it('gets what was set, overwrites, and answers undefined for absent keys', async () => {
     const s = open();
     expect(await s.get('k')).toBeUndefined();
@@ -304,6 +319,16 @@ describe('memory store only', () => {
 });
 
 describe('redis store only', () => {
+  it('counts attempts across processes: two stores on one Redis share a limiter', async () => {
+    const prefix = `shared${++prefixes}:`;
+    const a = createStore(redis.url, { keyPrefix: prefix });
+    const b = createStore(redis.url, { keyPrefix: prefix });
+    opened.push(a, b);
+    expect((await a.limiter('pw', 2, 60_000).consume('k')).allowed).toBe(true);
+    expect((await b.limiter('pw', 2, 60_000).consume('k')).allowed).toBe(true);
+    expect((await a.limiter('pw', 2, 60_000).consume('k')).allowed).toBe(false);
+  });
+
   const open = (opts: StoreOptions = {}) => {
     const store = createStore(redis.url, opts);
     opened.push(store);

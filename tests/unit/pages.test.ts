@@ -25,6 +25,7 @@ const FULL: Record<PageName, PageVars> = {
   'no-role': { title: 'No access', requestId: 'req-4', username: 'carol', logoutUrl: '/_gateway/logout', csrf: 'csrf-token-4' },
   'logged-out': { title: 'Signed out', requestId: 'req-5', loginUrl: '/_gateway/login' },
   'share-ended': { title: 'Share link expired', requestId: 'req-6', status: '410', reason: 'This share link has expired.' },
+  'share-password': { title: 'Password needed', requestId: 'req-7', action: '/_gateway/s/abc', reason: 'That password is not the right one.' },
 };
 const NAMES = Object.keys(FULL) as PageName[];
 
