@@ -152,7 +152,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const compile = (route: RouteConfig): CompiledRoute => {
     const forwarder = forwarderFor(route);
     const scopeGate = route.dicomweb && forwarder.get
-      ? createScopeGate({ root: route.dicomweb.roots[0] as string, routePath: route.path, get: forwarder.get.bind(forwarder), tags: scopeTags, store })
+      ? createScopeGate({ root: route.dicomweb.roots[0] as string, routePath: route.path, get: forwarder.get.bind(forwarder), tags: scopeTags, store, onLookup: (kind) => metrics.scopeLookups.inc({ kind }) })
       : undefined;
     const base = {
       path: route.path, name: route.name, config: route, forwarder, cors: route.cors ? createCors(route.cors) : undefined,

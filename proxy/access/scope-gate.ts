@@ -32,6 +32,8 @@ export interface ScopeGateOptions {
   readonly pageSize?: number;
   /** Where "my uploads" are recorded (scopes with ownUploads); absent: nobody owns anything. */
   readonly store?: Store;
+  /** Counts each lookup that reached the upstream (or the store), by kind. */
+  readonly onLookup?: (kind: 'studies' | 'series' | 'instances' | 'owned') => void;
 }
 
 export interface ScopeGate {
@@ -83,6 +85,7 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
   async function lookupStudies(uids: readonly string[], requestId: string): Promise<void> {
     for (let i = 0; i < uids.length; i += BATCH) {
       const batch = uids.slice(i, i + BATCH);
+      opts.onLookup?.('studies');
       const answer = await get(`${root}/studies`, `StudyInstanceUID=${batch.join(',')}&${includeLookup}`, JSON_TYPE, requestId);
       expectOk(answer, 'a study lookup');
       const found = new Set<string>();
@@ -128,6 +131,7 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
   async function ownedBy(subject: string): Promise<ReadonlySet<string>> {
     const known = owners.get(subject);
     if (known) return known;
+    opts.onLookup?.('owned');
     const set = new Set(opts.store ? await opts.store.members(ownedKey(subject)) : []);
     owners.set(subject, set);
     return set;
@@ -147,6 +151,7 @@ export function createScopeGate(opts: ScopeGateOptions): ScopeGate {
   async function listAll(path: string, tag: string, requestId: string): Promise<UidSet> {
     const uids = new Set<string>();
     const page = 1000;
+    opts.onLookup?.(tag === '0020000E' ? 'series' : 'instances');
     for (let offset = 0; ; offset += page) {
       const answer = await get(path, `includefield=${tag}&limit=${page}&offset=${offset}`, JSON_TYPE, requestId);
       expectOk(answer, 'a series or instance lookup');

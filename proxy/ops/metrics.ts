@@ -9,6 +9,7 @@ export interface Metrics {
   readonly jwksStale: Gauge;
   /** Login-session events: login, login_failed, logout, backchannel_logout, refresh, refresh_refused, expired. */
   readonly sessionEvents: Counter<'event'>;
+  readonly scopeLookups: Counter<'kind'>;
   /**
    * Reports a verified-token cache's lookups as pacs_gateway_token_cache_total{result="hit"|"miss"}.
    * The cache counts in plain numbers; they are read only when /metrics is scraped.
@@ -116,7 +117,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     upstreamErrors: new Counter({ name: 'pacs_gateway_upstream_errors_total', help: 'Upstream failures, by route and kind (refused, timeout, reset, auth, status: a 5xx answer)', labelNames: ['route', 'kind'], registers: [registry] }),
     denials: new Counter({ name: 'pacs_gateway_denials_total', help: 'Requests refused by the gateway, by route, operation and error code', labelNames: ['route', 'operation', 'code'], registers: [registry] }),
     jwksFetches: new Counter({ name: 'pacs_gateway_jwks_fetches_total', help: 'Key set fetches from the identity provider (ok, error, suppressed by the cooldown)', labelNames: ['result'], registers: [registry] }),
-    sessionEvents: new Counter({ name: 'pacs_gateway_session_events_total', help: 'Login-session events: login, login_failed, logout, backchannel_logout, refresh, refresh_refused, expired', labelNames: ['event'], registers: [registry] }),
+    sessionEvents: new Counter({ name: 'pacs_gateway_session_events_total', help: 'Login-session and share-link events: login, login_failed, logout, backchannel_logout, refresh, refresh_refused, expired, share_created, share_revoked, share_redeemed, share_refused', labelNames: ['event'], registers: [registry] }),
+    scopeLookups: new Counter({ name: 'pacs_gateway_scope_lookups_total', help: 'Upstream lookups made for callers limited to some studies (studies, series, instances, owned), cache misses only', labelNames: ['kind'], registers: [registry] }),
     jwksStale: new Gauge({ name: 'pacs_gateway_jwks_stale', help: '1 while the last key set fetch failed and cached keys are used (stale-if-error)', registers: [registry] }),
     observeRequest,
     trackTokenCache: (stats) => { tokenCaches.push(stats); },

@@ -222,6 +222,24 @@ describe('a study out of scope is a study that does not exist', () => {
     expect(wado.headers['content-type']).toMatch(/^image\//);
   });
 
+  test('lookups are cached: a study\'s every frame costs at most one lookup of the study, of its series and of each series\' instances', async () => {
+    const lookups = async () => (await gw.gateway.metrics.scopeLookups.get()).values.reduce((n, v) => n + v.value, 0);
+    const north = extra.filter((i) => i.patientId === 'PAT-SC-0'); // patient 0: NORTH CLINIC, two slices
+    expect(north.length).toBe(2);
+    const before = await lookups();
+    for (let round = 0; round < 5; round++) {
+      for (const i of north) {
+        const r = await send(`/pacs/dicom-web/studies/${i.studyInstanceUID}/series/${i.seriesInstanceUID}/instances/${i.sopInstanceUID}/frames/1`, 'external',
+          { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' });
+        expect(r.status).toBe(200);
+      }
+    }
+    // 10 frames: one study lookup, one series list, one instance list.
+    const made = (await lookups()) - before;
+    expect(made).toBeGreaterThanOrEqual(1);
+    expect(made).toBeLessThanOrEqual(3);
+  });
+
   test('a limited role keeps its own permissions: the external role may not download originals even of its studies', async () => {
     const allowed = data.synthetic.find((i) => i.patientId === 'PAT-0003')!;
     const r = await send(`/pacs/dicom-web/studies/${allowed.studyInstanceUID}`, 'external', { accept: 'multipart/related; type="application/dicom"' });
