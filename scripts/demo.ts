@@ -158,6 +158,7 @@ async function main(): Promise<void> {
     ...DEMO_USERS.map((u) => `  ${login(u).padEnd(w1)}  ${roles(u).padEnd(w2)}  ${abilities(u)}`),
     '',
     `Orthanc Explorer   ${publicUrl}/pacs-admin/app/explorer.html (admin)   sign out: ${publicUrl}/_gateway/logout`,
+    `Share links        signed in as admin, in the browser console: await (await fetch('/_gateway/shares', { method: 'POST', body: JSON.stringify({ studies: ['<StudyInstanceUID>'], expiresIn: '1h' }) })).json()`,
     `Identity provider  ${idp.issuer} (through the gateway's /auth; itself on ${HOST}:${idpPort})`,
     `Orthanc            ${orthanc.url}, reachable only with the gateway's password, through ${publicUrl}/pacs`,
     `Gateway admin      http://${HOST}:${adminPort}/metrics, /readyz   access log: ${path.relative(process.cwd(), LOG_FILE)}`,

@@ -2,7 +2,10 @@
 // real oidc-provider IdP and its login form, /pacs-admin in front of a real Orthanc, a cookie jar
 // that behaves like a browser's. Who gets in, who gets which page, and what the cookie looks like.
 import { freeLoopbackPort, startGateway, type RunningGateway } from '../support/gateway.js';
+import { randomUUID } from 'node:crypto';
 import { HttpBrowser } from '../support/http-browser.js';
+import { uploadInstances } from '../support/load-studies.js';
+import { generateStudies } from '../support/synthetic-dicom.js';
 import { startOrthanc, type OrthancHandle } from '../support/orthanc.js';
 import { DEMO_USERS, gatewayClient, startTestIdp, type TestIdp } from '../support/test-idp.js';
 
@@ -192,4 +195,36 @@ test('logins and logouts are counted, and no token, cookie, code or secret ever 
   const callbacks = gw.logs.filter((l) => l.msg === 'request' && l.path === '/_gateway/callback');
   expect(callbacks.length).toBeGreaterThan(0);
   for (const line of callbacks) expect(String(line.query)).toMatch(/^code=\[redacted\]&state=\[redacted\]/);
+});
+
+test('a signed-in browser makes share links from the gateway\'s own pages only (its session cookie is ambient)', async () => {
+  // A second gateway with a DICOMweb route and share links; the same client, its redirect added.
+  const port = await freeLoopbackPort();
+  const extra = `  - { name: dicomweb, path: /pacs, upstream: ${orthanc.url}, expose: dicomweb, auth: [session, share], allow: [view],
+      upstreamAuth: { basic: { username: ${orthanc.username}, password: '${orthanc.password}' } } }
+shares: { route: dicomweb }
+`;
+  const base = gatewayClient(gw.url);
+  const mine = gatewayClient(`http://127.0.0.1:${port}`);
+  clients['pacs-gateway'] = { ...base, redirect_uris: [...(base.redirect_uris as string[]), ...(mine.redirect_uris as string[])] };
+  const g = await startGateway(sessionRoutes({ idp, orthanc, port, extra }));
+  try {
+    await ready(g);
+    const [uploaded] = await uploadInstances(orthanc, [generateStudies({ seed: randomUUID(), patients: [{ name: 'SHARE^ME', id: 'PAT-SM', birthDate: '19900101', sex: 'O', studies: [
+      { description: 'S', date: '20240101', accessionNumber: 'ACC-SM', series: [{ modality: 'CT', description: 'x', slices: 1, rows: 16, columns: 16 }] }] }] })[0]!.file]);
+    const study = (await (await fetch(`${orthanc.url}/studies/${uploaded!.ParentStudy}`, { headers: { authorization: orthanc.authHeader } })).json() as { MainDicomTags: { StudyInstanceUID: string } }).MainDicomTags.StudyInstanceUID;
+    const b = new HttpBrowser();
+    expect((await b.loginThrough(`${g.url}/pacs-admin/app/explorer.html`, 'admin')).status).toBe(200);
+    const body = JSON.stringify({ studies: [study], expiresIn: '1h' });
+    const post = (headers: Record<string, string>) => b.request(`${g.url}/_gateway/shares`, {
+      method: 'POST', navigate: false, body, headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+    });
+    const cross = await post({ origin: 'https://evil.example' });
+    expect({ status: cross.status, error: (JSON.parse(cross.text) as { error: string }).error }).toEqual({ status: 403, error: 'CROSS_ORIGIN' });
+    const same = await post({ origin: g.url });
+    expect(same.status).toBe(201);
+    expect((JSON.parse(same.text) as { url: string }).url).toMatch(new RegExp(`^${g.url}/_gateway/s/[A-Za-z0-9_-]{43}$`));
+  } finally {
+    await g.stop();
+  }
 });
