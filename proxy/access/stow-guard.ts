@@ -3,25 +3,19 @@
 // its bytes go on. Bytes of a part not yet judged are held back (at most MAX_HEAD bytes of it); a
 // refused part stops the whole request before its bytes leave the gateway, so the upstream (which
 // stores a STOW-RS request only once it has read all of it) stores nothing of it.
-//
-// multipart/related has no maintained streaming parser on npm (busboy and its successors read
-// multipart/form-data only; dicer is deprecated): the boundary scan below is ours, small and strict.
+// The body's structure is read by forward/multipart.ts.
 import { Transform, type TransformCallback } from 'node:stream';
 import dicomParser from 'dicom-parser';
 import { GatewayError } from '../errors.js';
+import { MultipartScanner } from '../forward/multipart.js';
+
+export { multipartBoundary } from '../forward/multipart.js';
 
 /** How much of a part is read, at most, to find its header's attributes. */
 export const MAX_HEAD = 1024 * 1024;
 
 /** Judges one part by what its header says: resolves to nothing, or throws a GatewayError. */
 export type PartJudge = (part: { index: number; study: string; values: ReadonlyMap<string, readonly string[]> }) => Promise<void>;
-
-/** The boundary of a multipart/related Content-Type, or undefined. */
-export function multipartBoundary(contentType: string | undefined): string | undefined {
-  if (!contentType || !/^\s*multipart\/related\s*;/i.test(contentType)) return undefined;
-  const m = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))/i.exec(contentType);
-  return m ? (m[1] ?? m[2]) : undefined;
-}
 
 const tagKey = (tag: string) => `x${tag.toLowerCase()}`;
 
@@ -55,18 +49,12 @@ export function readPartHeader(head: Buffer, tags: readonly string[], complete: 
   return { study, values };
 }
 
-const CRLF2 = Buffer.from('\r\n\r\n');
-
 /**
  * A pass-through stream for a multipart/related body that lets each part's bytes through only once
  * `judge` accepted it. Errors (a GatewayError) end the stream: the caller answers with that error.
  */
 export class StowGuard extends Transform {
-  private readonly first: Buffer;
-  private readonly delimiter: Buffer;
-  /** Bytes not yet scanned for structure (a tail kept across chunks). */
-  private scan: Buffer = Buffer.alloc(0);
-  private state: 'preamble' | 'headers' | 'body' | 'done' = 'preamble';
+  private readonly scanner: MultipartScanner;
   /** Bytes received but not passed on: the current part is being judged. */
   private held: Buffer[] = [];
   private head: Buffer[] = [];
@@ -77,8 +65,7 @@ export class StowGuard extends Transform {
 
   constructor(boundary: string, private readonly tags: readonly string[], private readonly judge: PartJudge) {
     super();
-    this.first = Buffer.from(`--${boundary}`);
-    this.delimiter = Buffer.from(`\r\n--${boundary}`);
+    this.scanner = new MultipartScanner(boundary);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
@@ -90,7 +77,7 @@ export class StowGuard extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.state !== 'done') {
+    if (!this.scanner.finished) {
       done(new GatewayError('BAD_REQUEST', 'the upload ended before its closing multipart boundary'));
       return;
     }
@@ -104,41 +91,18 @@ export class StowGuard extends Transform {
   }
 
   private async consume(chunk: Buffer): Promise<void> {
-    this.scan = this.scan.length ? Buffer.concat([this.scan, chunk]) : chunk;
-    for (;;) {
-      if (this.state === 'done') { this.scan = Buffer.alloc(0); return; }
-      if (this.state === 'preamble') {
-        const at = this.scan.indexOf(this.first);
-        if (at < 0) { this.keepTail(this.first.length); return; }
-        this.scan = this.scan.subarray(at + this.first.length);
-        this.state = 'headers';
-        continue;
-      }
-      if (this.state === 'headers') {
-        // Right after a boundary: "--" closes the body; otherwise the part's header lines, then a blank line.
-        if (this.scan.length < 2) return;
-        if (this.scan[0] === 0x2d && this.scan[1] === 0x2d) { this.state = 'done'; continue; }
-        const end = this.scan.indexOf(CRLF2);
-        if (end < 0) {
-          if (this.scan.length > 16 * 1024) throw new GatewayError('BAD_REQUEST', 'a part of the upload has over 16 KB of headers');
-          return;
-        }
-        this.scan = this.scan.subarray(end + CRLF2.length);
-        this.state = 'body';
+    for (const e of this.scanner.feed(chunk)) {
+      if (e.type === 'part') {
         this.index++;
         this.head = [];
         this.headLength = 0;
         this.lastTry = 0;
         this.judged = false;
-        continue;
+      } else if (e.type === 'data') {
+        if (!this.judged) await this.grow(e.bytes, false);
+      } else if (e.type === 'end') {
+        if (!this.judged) await this.grow(Buffer.alloc(0), true);
       }
-      // body: everything up to the next delimiter belongs to the current part.
-      const at = this.scan.indexOf(this.delimiter);
-      const bodyEnd = at < 0 ? Math.max(0, this.scan.length - this.delimiter.length) : at;
-      if (!this.judged) await this.grow(this.scan.subarray(0, bodyEnd), at >= 0);
-      if (at < 0) { this.scan = this.scan.subarray(bodyEnd); return; }
-      this.scan = this.scan.subarray(at + this.delimiter.length);
-      this.state = 'headers';
     }
   }
 
@@ -164,9 +128,5 @@ export class StowGuard extends Transform {
     await this.judge({ index: this.index, study: header.study, values: header.values });
     this.judged = true;
     this.head = [];
-  }
-
-  private keepTail(n: number): void {
-    if (this.scan.length > n) this.scan = this.scan.subarray(this.scan.length - n);
   }
 }

@@ -12,6 +12,7 @@ import type { RouteConfig } from '../config/schema.js';
 import { withoutParameter } from '../query.js';
 import { stripRoutePrefix } from '../routing.js';
 import type { Forwarder } from './forwarder.js';
+import { MULTIPART_DICOM, relayAsZip, wantsZip } from './zip.js';
 import { forwardedFacts, forwardingHeaders, headerObject, responseHeaderList, upstreamHeaders, type CookiePolicy, type HeaderList, type TrustFn } from './headers.js';
 
 export interface ProxyDeps {
@@ -330,12 +331,37 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
   function fail(ex: Exchange, err: Error & { code?: string }): void {
     if (ex.res.destroyed || ex.req.socket.destroyed) return; // the client went away first: nothing to answer
     if (ex.res.writableEnded) return; // answered already (a body refused on its way: too large, a part out of scope)
+    if (err instanceof GatewayError && !ex.res.headersSent) { deps.onError(ex, err); return; }
     if (ex.res.headersSent) { ex.res.destroy(); return; }   // mid-stream: cutting the connection is the signal
     if (ex.errorCode === 'PAYLOAD_TOO_LARGE') return;
     const kind = classify(err);
     deps.onUpstreamError(route.name, kind);
     if (kind === 'timeout') deps.onError(ex, new GatewayError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${route.timeout} ms`));
     else deps.onError(ex, new GatewayError('UPSTREAM_UNAVAILABLE', kind === 'refused' ? 'the upstream is unreachable' : 'the upstream closed the connection'));
+  }
+
+  /** A study or series as a ZIP: the upstream's multipart answer, re-packed while it streams. */
+  async function zipped(ex: Exchange, uid: string): Promise<void> {
+    const headers = headersFor(ex, false);
+    const list: string[] = [];
+    for (let i = 0; i < headers.length; i += 2) if ((headers[i] as string).toLowerCase() !== 'accept') list.push(headers[i] as string, headers[i + 1] as string);
+    list.push('accept', MULTIPART_DICOM);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await pool.request({ path: upstreamPath(ex), method: 'GET', headers: list, headersTimeout: route.timeout, bodyTimeout: route.timeout });
+    } catch (err) {
+      fail(ex, err as Error);
+      return;
+    }
+    if (res.statusCode !== 200) {
+      res.body.resume();
+      if (res.statusCode === 404) throw new GatewayError('NOT_FOUND', 'no such study, series or instance');
+      throw new GatewayError('UPSTREAM_ERROR', `the upstream failed to answer this retrieve (HTTP ${res.statusCode})`);
+    }
+    const type = res.headers['content-type'];
+    ex.upstreamCall = { cancel: () => res.body.destroy() };
+    await relayAsZip(ex, Array.isArray(type) ? type[0] : type, res.body, `${uid}.zip`);
+    ex.upstreamCall = undefined;
   }
 
   const relayRoute: RelayRoute = {
@@ -389,6 +415,11 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
       return { status: res.statusCode, contentType: Array.isArray(type) ? type[0] ?? '' : type ?? '', body: Buffer.concat(chunks) };
     },
     forward(ex) {
+      const op = ex.operation;
+      if (op?.kind === 'retrieve' && op.original && (op.level === 'studies' || op.level === 'series') && wantsZip(ex.req.headers.accept)) {
+        zipped(ex, op.series ?? op.study ?? 'study').catch((err: unknown) => fail(ex, err as Error));
+        return;
+      }
       const body = bodyOf(ex);
       const handler = new ResponseRelay(ex, relayRoute);
       pool.dispatch({

@@ -11,6 +11,7 @@ import { startOrthanc, type OrthancHandle } from '../support/orthanc.js';
 import { routesEnv } from '../support/stack-env.js';
 import { generateStudies } from '../support/synthetic-dicom.js';
 import { startTestIdp, type TestIdp } from '../support/test-idp.js';
+import yauzl from 'yauzl';
 
 type DicomJson = Record<string, { vr: string; Value?: unknown[] }>;
 
@@ -161,6 +162,53 @@ describe('a view link', () => {
     const anonymous = await request(gw.url, `/viewer?StudyInstanceUIDs=${carol()}`, { headers: { accept: 'text/html', 'sec-fetch-mode': 'navigate' } });
     expect(anonymous.status).toBe(302);
     expect(anonymous.headers.location).toMatch(/^\/_gateway\/login/);
+  });
+});
+
+/** The entries of a ZIP: name → bytes. */
+async function unzip(buffer: Buffer): Promise<Map<string, Buffer>> {
+  const zip = await yauzl.fromBufferPromise(buffer, { lazyEntries: true });
+  const out = new Map<string, Buffer>();
+  await new Promise<void>((ok, ko) => {
+    zip.on('error', ko);
+    zip.on('end', () => ok());
+    zip.on('entry', (entry: yauzl.Entry) => {
+      zip.openReadStreamPromise(entry).then(async (stream) => {
+        const chunks: Buffer[] = [];
+        for await (const c of stream) chunks.push(c as Buffer);
+        out.set(entry.fileName, Buffer.concat(chunks));
+        zip.readEntry();
+      }, ko);
+    });
+    zip.readEntry();
+  });
+  return out;
+}
+
+describe('a download link', () => {
+  test('also gives the original files, and the whole study as a ZIP (each file as Orthanc stores it); a view link gives neither', async () => {
+    const study = studyOf('PAT-0002'); // bob's MR brain: three series
+    const files = generateStudies().filter((i) => i.studyInstanceUID === study);
+    const made = await share('admin', { studies: [study], expiresIn: '1h', kind: 'download' });
+    const { cookie } = await redeem(made.url);
+    const zip = await asVisitor(cookie!, `/pacs/dicom-web/studies/${study}`, { accept: 'application/zip' });
+    expect(zip.status).toBe(200);
+    expect(zip.headers['content-type']).toBe('application/zip');
+    expect(zip.headers['content-disposition']).toBe(`attachment; filename="${study}.zip"`);
+    const entries = await unzip(zip.body);
+    expect([...entries.keys()].sort()).toEqual(files.map((f) => `${f.seriesInstanceUID}/${f.sopInstanceUID}.dcm`).sort());
+    for (const f of files) expect(entries.get(`${f.seriesInstanceUID}/${f.sopInstanceUID}.dcm`)!.equals(f.file)).toBe(true);
+    // One series alone.
+    const one = files[0]!;
+    const series = await unzip((await asVisitor(cookie!, `/pacs/dicom-web/studies/${study}/series/${one.seriesInstanceUID}`, { accept: 'application/zip' })).body);
+    expect([...series.keys()].every((k) => k.startsWith(`${one.seriesInstanceUID}/`))).toBe(true);
+    expect(series.size).toBe(files.filter((f) => f.seriesInstanceUID === one.seriesInstanceUID).length);
+    // Another study, as a ZIP: not there for this visitor.
+    expect((await asVisitor(cookie!, `/pacs/dicom-web/studies/${studyOf('PAT-0001')}`, { accept: 'application/zip' })).status).toBe(404);
+    // A view link: no originals, zipped or not.
+    const view = await share('admin', { studies: [study], expiresIn: '1h', kind: 'view' });
+    const viewer = (await redeem(view.url)).cookie!;
+    expect((await asVisitor(viewer, `/pacs/dicom-web/studies/${study}`, { accept: 'application/zip' })).status).toBe(403);
   });
 });
 
