@@ -8,11 +8,11 @@
 // 403 page; logout ends both the gateway's and the IdP's session.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type Browser, type BrowserContext, type ConsoleMessage, type Page, type Request, type Response } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page, type Request, type Response } from 'playwright-core';
 import { loadDemoData, uploadInstances, type DemoDataSummary } from '../support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../support/orthanc.js';
 import { routesEnv } from '../support/stack-env.js';
-import { launchChromium, waitForImage } from '../support/browser.js';
+import { launchChromium, waitForImage, watchPageProblems } from '../support/browser.js';
 import { freeLoopbackPort, startGateway, type RunningGateway } from '../support/gateway.js';
 import { generateStudies } from '../support/synthetic-dicom.js';
 import { DEMO_USERS, gatewayClient, startTestIdp, type TestIdp } from '../support/test-idp.js';
@@ -86,18 +86,7 @@ const TEXT_TYPE = /^(text\/|application\/(json|dicom\+json|javascript|x-www-form
  */
 async function watch(context: BrowserContext, page: Page): Promise<Watch> {
   const w: Watch = { violations: [], errors: [], pacs: [], urls: [], jwtSightings: [], pending: [], searchedBodies: 0 };
-  await page.exposeFunction('__reportViolation', (v: string) => { w.violations.push(v); });
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      (window as unknown as { __reportViolation(v: string): void }).__reportViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`);
-    });
-  });
-  const onConsole = (m: ConsoleMessage) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) w.violations.push(m.text().split('\n')[0]!);
-  };
-  page.on('console', onConsole);
-  page.on('worker', (worker) => worker.on('console', onConsole));
-  page.on('pageerror', (e) => w.errors.push(e.message));
+  await watchPageProblems(page, w);
   const seen = new Map<Request, PacsRequest>();
   // The context sees requests of the page and of its workers alike.
   context.on('request', (req) => {

@@ -4,11 +4,11 @@
 // switched to this mode the way the README says (viewer public, /pacs bearer only).
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { type Browser, type BrowserContext, type ConsoleMessage, type Page, type Request } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
 import { loadDemoData, type DemoDataSummary } from '../support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../support/orthanc.js';
 import { routesEnv } from '../support/stack-env.js';
-import { launchChromium, waitForImage } from '../support/browser.js';
+import { launchChromium, waitForImage, watchPageProblems } from '../support/browser.js';
 import { startGateway, type RunningGateway } from '../support/gateway.js';
 import { browserClient, DEMO_USERS, startTestIdp, type TestIdp } from '../support/test-idp.js';
 import { jest } from '@jest/globals';
@@ -70,18 +70,7 @@ interface Watch { violations: string[]; errors: string[]; pacs: PacsRequest[] }
 /** CSP violations and page errors (as in ohif-csp.test.ts), plus every /pacs request: did it carry a token, what came back. */
 async function watch(context: BrowserContext, page: Page): Promise<Watch> {
   const w: Watch = { violations: [], errors: [], pacs: [] };
-  await page.exposeFunction('__reportViolation', (v: string) => { w.violations.push(v); });
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      (window as unknown as { __reportViolation(v: string): void }).__reportViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`);
-    });
-  });
-  const onConsole = (m: ConsoleMessage) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) w.violations.push(m.text().split('\n')[0]!);
-  };
-  page.on('console', onConsole);
-  page.on('worker', (worker) => worker.on('console', onConsole));
-  page.on('pageerror', (e) => w.errors.push(e.message));
+  await watchPageProblems(page, w);
   const seen = new Map<Request, PacsRequest>();
   // The context sees requests of the page and of its workers alike.
   context.on('request', (req) => {

@@ -6,11 +6,11 @@
 // the gateway's not-found answers (the same as for a study that does not exist), and no image. alice
 // (viewer, unlimited) still sees every patient in the same gateway: the filter is per caller.
 import { readFileSync } from 'node:fs';
-import { type Browser, type BrowserContext, type ConsoleMessage, type Page, type Request, type Response } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page, type Request, type Response } from 'playwright-core';
 import { loadDemoData, type DemoDataSummary } from '../support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../support/orthanc.js';
 import { routesEnv } from '../support/stack-env.js';
-import { launchChromium, waitForImage } from '../support/browser.js';
+import { launchChromium, waitForImage, watchPageProblems, showsImage } from '../support/browser.js';
 import { freeLoopbackPort, startGateway, type RunningGateway } from '../support/gateway.js';
 import { DEMO_USERS, gatewayClient, startTestIdp, type TestIdp } from '../support/test-idp.js';
 import { jest } from '@jest/globals';
@@ -111,18 +111,7 @@ const KEEP_BODY = /^application\/(dicom\+)?json/i;
 /** CSP violations, page errors and every /pacs request (what came back, and JSON bodies). */
 async function watch(context: BrowserContext, page: Page): Promise<Watch> {
   const w: Watch = { violations: [], errors: [], pacs: [], pending: [] };
-  await page.exposeFunction('__reportViolation', (v: string) => { w.violations.push(v); });
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      (window as unknown as { __reportViolation(v: string): void }).__reportViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`);
-    });
-  });
-  const onConsole = (m: ConsoleMessage) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) w.violations.push(m.text().split('\n')[0]!);
-  };
-  page.on('console', onConsole);
-  page.on('worker', (worker) => worker.on('console', onConsole));
-  page.on('pageerror', (e) => w.errors.push(e.message));
+  await watchPageProblems(page, w);
   const seen = new Map<Request, PacsRequest>();
   // The context sees requests of the page and of its workers alike.
   context.on('request', (req) => {
@@ -194,15 +183,6 @@ function studyListAnswers(w: Watch): { answers: PacsRequest[]; uids: string[] } 
   return { answers, uids };
 }
 
-/** Whether Cornerstone's canvas holds a drawn (non-black) image now: the test of waitForImage, once. */
-const showsImage = (page: Page): Promise<boolean> => page.evaluate(() => {
-  const c = document.querySelector('canvas.cornerstone-canvas') as HTMLCanvasElement | null;
-  const ctx = c && c.width > 0 ? c.getContext('2d', { willReadFrequently: true }) : null;
-  if (!c || !ctx) return false;
-  const d = ctx.getImageData(0, 0, c.width, c.height).data;
-  for (let i = 0; i < d.length; i += 16) if (d[i]! + d[i + 1]! + d[i + 2]! > 60) return true;
-  return false;
-});
 
 const sorted = (xs: Iterable<string>) => [...xs].sort();
 

@@ -7,12 +7,12 @@
 // processes sharing Redis, a link opened on A and revoked through B stops the browser on A within a
 // second, and the link then says it was revoked.
 import { readFileSync } from 'node:fs';
-import { type Browser, type BrowserContext, type ConsoleMessage, type Page, type Request, type Response } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page, type Request, type Response } from 'playwright-core';
 import { loadDemoData, type DemoDataSummary } from '../support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../support/orthanc.js';
 import { startRedis, type RedisHandle } from '../support/redis.js';
 import { routesEnv } from '../support/stack-env.js';
-import { launchChromium, waitForImage } from '../support/browser.js';
+import { launchChromium, waitForImage, watchPageProblems, showsImage } from '../support/browser.js';
 import { freeLoopbackPort, startGateway, type RunningGateway } from '../support/gateway.js';
 import { startTestIdp, type TestIdp } from '../support/test-idp.js';
 import { jest } from '@jest/globals';
@@ -121,18 +121,7 @@ const KEEP_BODY = /^application\/(dicom\+)?json/i;
 
 async function watch(context: BrowserContext, page: Page): Promise<Watch> {
   const w: Watch = { violations: [], errors: [], pacs: [], requests: [], pending: [] };
-  await page.exposeFunction('__reportViolation', (v: string) => { w.violations.push(v); });
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      (window as unknown as { __reportViolation(v: string): void }).__reportViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`);
-    });
-  });
-  const onConsole = (m: ConsoleMessage) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) w.violations.push(m.text().split('\n')[0]!);
-  };
-  page.on('console', onConsole);
-  page.on('worker', (worker) => worker.on('console', onConsole));
-  page.on('pageerror', (e) => w.errors.push(e.message));
+  await watchPageProblems(page, w);
   const seen = new Map<Request, PacsRequest>();
   // The context sees requests of the page and of its workers alike.
   context.on('request', (req) => {
@@ -176,15 +165,6 @@ async function freshPage(): Promise<{ context: BrowserContext; page: Page; w: Wa
   return { context, page, w: await watch(context, page) };
 }
 
-/** Whether Cornerstone's canvas holds a drawn (non-black) image now: the test of waitForImage, once. */
-const showsImage = (page: Page): Promise<boolean> => page.evaluate(() => {
-  const c = document.querySelector('canvas.cornerstone-canvas') as HTMLCanvasElement | null;
-  const ctx = c && c.width > 0 ? c.getContext('2d', { willReadFrequently: true }) : null;
-  if (!c || !ctx) return false;
-  const d = ctx.getImageData(0, 0, c.width, c.height).data;
-  for (let i = 0; i < d.length; i += 16) if (d[i]! + d[i + 1]! + d[i + 2]! > 60) return true;
-  return false;
-});
 
 type DicomJson = Record<string, { vr?: string; Value?: unknown[] }>;
 const uidsIn = (body: string) => (JSON.parse(body) as DicomJson[]).map((d) => String(d['0020000D']?.Value?.[0]));

@@ -1,6 +1,6 @@
 // The access log is batched before it is written: nothing may be lost, reordered or held back for long.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createAccessLog, createLogger, isoTimeOf, LineBatcher } from '../../proxy/ops/log.js';
@@ -18,9 +18,14 @@ test('lines are handed on in order, in batches of at least the batch size, and f
   expect(writes).toHaveLength(3);
 });
 
+const tempDirs: string[] = [];
+afterAll(() => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
+
 test('the sink writes idle lines within the flush interval, and what is pending when the process exits', () => {
   const logModule = path.resolve('dist/proxy/ops/log.js');
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'pgw-log-')), 'gateway.log');
+  const dir = mkdtempSync(path.join(tmpdir(), 'pgw-log-'));
+  tempDirs.push(dir);
+  const file = path.join(dir, 'gateway.log');
   const script = `
     import { readFileSync } from 'node:fs';
     const { createLogger, createLogSink, createAccessLog } = await import(${JSON.stringify(logModule)});

@@ -1,6 +1,6 @@
 // scripts/jest-counts-reporter.cjs: the counts behind run-tests.mjs's closing "N passed, N failed"
 // line must survive failures whose details hold circular objects (which broke `jest --json`).
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -41,7 +41,14 @@ function circularRunResult() {
   };
 }
 
-const tempFile = () => path.join(mkdtempSync(path.join(tmpdir(), 'pgw-counts-')), 'sub', 'counts.json');
+const tempDirs: string[] = [];
+/** A path in a fresh temporary folder (removed after the file's tests). */
+const tempFile = () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pgw-counts-'));
+  tempDirs.push(dir);
+  return path.join(dir, 'sub', 'counts.json');
+};
+afterAll(() => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
 
 test('writes only the counts of a run whose failure details are circular', () => {
   const results = circularRunResult();
