@@ -49,7 +49,7 @@ need '^COPY --from=build /app/\.cache/ohif/ \.cache/ohif/$' 'the OHIF build wher
 need '^USER node$' 'a non-root user'
 need '^EXPOSE 8080$' 'EXPOSE 8080'
 need '^HEALTHCHECK ' 'a HEALTHCHECK'
-need '^ENTRYPOINT \["node", "dist/proxy/main\.js"\]$' 'the gateway entrypoint'
+need '^ENTRYPOINT \["node", "--max-semi-space-size=64", "dist/proxy/main\.js"\]$' 'the gateway entrypoint (with the Node flag npm start uses)'
 need '^CMD \["--config", "routes\.yaml"\]$' 'the default routes file'
 [ "$(grep -E '^USER ' "$dockerfile" | tail -1)" = "USER node" ] || fail "Dockerfile: the last USER must be node"
 for f in node_modules dist .cache .git .env; do

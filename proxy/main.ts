@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, redactConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { weakSecrets } from './config/secrets.js';
 import { createGateway } from './server.js';
 import { createLogger } from './ops/log.js';
 
@@ -41,6 +42,11 @@ async function main(): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError) { process.stderr.write(`${err.message}\n`); return 2; }
     throw err;
+  }
+  const weak = process.env.PACS_GATEWAY_DEMO === '1' ? [] : weakSecrets(config);
+  if (weak.length > 0) {
+    process.stderr.write(`${config.file}: refusing weak secrets\n${weak.map((w) => `  - ${w}`).join('\n')}\n`);
+    return 2;
   }
   if (args.check) { process.stdout.write(`${describe(config)}\n`); return 0; }
 

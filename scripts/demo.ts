@@ -14,7 +14,7 @@ import { browserClient, DEMO_USERS, gatewayClient, startTestIdp, type TestIdp, t
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
-const REALM_PATH = '/auth/realms/demo';
+const REALM_PATH = '/auth/realms/pacs';
 const OHIF_CLIENT = 'ohif-viewer';
 const LOG_FILE = path.join(ROOT, '.cache', 'demo', 'gateway.log');
 
@@ -106,7 +106,8 @@ function startGateway(env: NodeJS.ProcessEnv): ChildProcess {
   // setpriv's parent-death signal stops it even if this script is killed outright.
   const args = [process.execPath, '--max-semi-space-size=64', main, '--config', path.join(ROOT, 'routes.yaml')];
   const [command, ...rest] = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'TERM', '--', ...args] : args;
-  const child = spawn(command!, rest, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // The demo's secrets are random, but the demo is the one place weak ones would be tolerated.
+  const child = spawn(command!, rest, { cwd: ROOT, env: { ...process.env, ...env, PACS_GATEWAY_DEMO: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout!.pipe(log);
   child.stderr!.on('data', (chunk: Buffer) => { process.stderr.write(chunk); log.write(chunk); });
   child.once('exit', (code, signal) => {

@@ -1,6 +1,6 @@
 // The pacs-gateway command as an operator runs it: --check, exit codes, SIGTERM.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startEchoUpstream, type EchoUpstream } from '../support/echo-upstream.js';
@@ -9,6 +9,7 @@ import { startGateway } from '../support/gateway.js';
 
 const MAIN = resolve('dist/proxy/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'pgw-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string, text: string) => { const p = join(dir, name); writeFileSync(p, text); return p; };
 const run = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
 
@@ -23,17 +24,30 @@ routes:
 `;
 
 test('--check validates, prints the routes and hides secrets', () => {
-  const r = run(['--check', '--config', file('good.yaml', GOOD)], { ORTHANC_PASSWORD: 'very-secret-pw' });
+  const r = run(['--check', '--config', file('good.yaml', GOOD)], { ORTHANC_PASSWORD: 'very-secret-pw-2024x' });
   expect(r.status).toBe(0);
   expect(r.stdout).toMatch(/\/pacs\s+→ http:\/\/127\.0\.0\.1:8042 \(prefix stripped\)/);
-  expect(r.stdout).not.toContain('very-secret-pw');
+  expect(r.stdout).not.toContain('very-secret-pw-2024x');
   expect(r.stdout).toContain('"password": "***"');
 });
 
 test('GATEWAY_CONFIG names the file when --config is absent', () => {
-  const r = run(['--check'], { GATEWAY_CONFIG: file('env.yaml', GOOD), ORTHANC_PASSWORD: 'x' });
+  const r = run(['--check'], { GATEWAY_CONFIG: file('env.yaml', GOOD), ORTHANC_PASSWORD: 'k3P9-fq2W-xz7R-m1aD' });
   expect(r.status).toBe(0);
   expect(r.stdout).toContain('env.yaml: OK');
+});
+
+test('weak secrets are refused with exit 2, each named with how to make a good one; the demo alone may run with them', () => {
+  for (const [password, why] of [['change-me', 'is a placeholder'], ['Password1', 'is a placeholder'], ['short-but-ok', 'is shorter than 16'], ['aaaaaaaaaaaaaaaaaaaa', 'repeats too few']]) {
+    const r = run(['--check', '--config', file('weak.yaml', GOOD)], { ORTHANC_PASSWORD: password });
+    expect({ password, status: r.status }).toEqual({ password, status: 2 });
+    expect(r.stderr).toContain(`routes[0].upstreamAuth.basic.password (route dicomweb) ${why}`);
+    expect(r.stderr).toContain('openssl rand -hex 24');
+    expect(r.stdout).toBe('');
+    if (password) expect(r.stderr).not.toContain(password);
+  }
+  const demo = run(['--check', '--config', file('weak.yaml', GOOD)], { ORTHANC_PASSWORD: 'change-me', PACS_GATEWAY_DEMO: '1' });
+  expect(demo.status).toBe(0);
 });
 
 test('a broken routes.yaml is refused with exit 2, naming file, line, key and expectation', () => {

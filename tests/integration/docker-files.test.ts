@@ -318,6 +318,29 @@ describe('docker-compose.yml and .env.example as written', () => {
     for (const v of ['OIDC_CLIENT_ID', 'OIDC_CLIENT_SECRET', 'SESSION_SECRET', 'STORE_URL']) expect(used.has(v)).toBe(true);
   });
 
+  test('both .env.example files read the same in compose --env-file, systemd EnvironmentFile and a shell: comments on their own lines, no quotes, no placeholder secrets', () => {
+    for (const file of ['.env.example', 'docker/.env.example']) {
+      const lines = read(file).split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+      const bad = lines.filter((l) => !/^[A-Z_][A-Z0-9_]*=[^\s#'"]*$/.test(l));
+      expect({ file, bad }).toEqual({ file, bad: [] });
+      // The shell reads the values as systemd and compose do: each exactly as written after "=".
+      const sourced = spawnSync('bash', ['-c', `set -a; . ./${file}; set +a; env`], { cwd: ROOT, encoding: 'utf8', env: {} });
+      for (const l of lines) {
+        const [name, value] = [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)];
+        expect({ file, name, value: new RegExp(`^${name}=(.*)$`, 'm').exec(sourced.stdout)?.[1] }).toEqual({ file, name, value });
+      }
+      const secrets = lines.filter((l) => /(PASSWORD|SECRET)=/.test(l));
+      expect({ file, placeholders: secrets.filter((l) => !/=$/.test(l)) }).toEqual({ file, placeholders: [] });
+    }
+  });
+
+  test('one realm name everywhere: pacs', () => {
+    for (const file of ['.env.example', 'README.md', 'routes.yaml', 'docker/docker-compose.yml', 'scripts/demo.ts']) {
+      const realms = [...read(file).matchAll(/\/realms\/([a-z0-9_-]+)/g)].map((m) => m[1]);
+      expect({ file, others: realms.filter((r) => r !== 'pacs') }).toEqual({ file, others: [] });
+    }
+  });
+
   test('docker/.env (real secrets) is git-ignored and kept out of the build context', () => {
     const check = spawnSync('git', ['check-ignore', '-q', 'docker/.env'], { cwd: ROOT });
     expect(check.status).toBe(0);
@@ -438,6 +461,14 @@ function dockerIgnored(file: string): boolean {
   }
   return ignored;
 }
+
+describe('docker/validate.sh, the check the README names', () => {
+  test('passes on the files as shipped (the suite and the script cannot drift apart)', () => {
+    const r = spawnSync('bash', ['docker/validate.sh'], { cwd: ROOT, encoding: 'utf8' });
+    expect({ status: r.status, failures: `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.includes('FAIL')) }).toEqual({ status: 0, failures: [] });
+    expect(r.stdout).toContain('validate: docker/ OK');
+  });
+});
 
 describe('Dockerfile', () => {
   const dockerfile = read('docker/Dockerfile');
