@@ -100,7 +100,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   private failure: { readonly status: number; excerpt: string } | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ex: Exchange, private readonly route: RelayRoute) {}
+  /** Set while a refused answer is dropped for a second try (Orthanc's frames quirk, below). */
+  private retrying = false;
+
+  /** `retry`: called instead of relaying a 400, once, when the request may be asked again another way. */
+  constructor(private readonly ex: Exchange, private readonly route: RelayRoute, private readonly retry?: () => void) {}
 
   onConnect(abort: (err?: Error) => void): void {
     const { res } = this.ex;
@@ -117,6 +121,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true; // 1xx: the final answer follows
     const { res } = this.ex;
+    if (statusCode === 400 && this.retry) { this.retrying = true; return true; }
     if (statusCode >= 500 && !this.route.showsUpstreamFailures(this.ex)) {
       // The upstream's error text (internal paths, what it found on its network) is not the caller's
       // to read: the body goes to the log, the caller gets the gateway's own 502 once it has ended.
@@ -140,6 +145,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     const { res } = this.ex;
+    if (this.retrying) return true;
     if (this.failure) {
       if (this.failure.excerpt.length < FAILURE_EXCERPT) this.failure.excerpt += chunk.toString('utf8', 0, FAILURE_EXCERPT);
       return true;
@@ -181,6 +187,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.done = true;
     if (this.sendTimer) { clearTimeout(this.sendTimer); this.sendTimer = undefined; }
     this.ex.upstreamCall = undefined;
+    if (this.retrying) { this.retry!(); return; }
     if (this.failure) {
       this.route.withheld(this.ex, this.failure.status, this.failure.excerpt.slice(0, FAILURE_EXCERPT));
       return;
@@ -201,6 +208,18 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 const LOOKUP_LIMIT = 64 * 1024 * 1024;
 
 const emptyBody = (): Readable => Readable.from([]);
+
+const ANY_SYNTAX = /transfer-syntax\s*=\s*"?\*"?/i;
+const EXPLICIT_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
+const anyTransferSyntax = (accept: string | undefined): boolean => accept !== undefined && ANY_SYNTAX.test(accept);
+
+/** A flat header list with `name` (any case) replaced by one value. */
+function withHeader(list: readonly string[], name: string, value: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) if ((list[i] as string).toLowerCase() !== name) out.push(list[i] as string, list[i + 1] as string);
+  out.push(name, value);
+  return out;
+}
 
 /** How much of a withheld upstream error body is kept for the log. */
 const FAILURE_EXCERPT = 1024;
@@ -342,10 +361,7 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
 
   /** A study or series as a ZIP: the upstream's multipart answer, re-packed while it streams. */
   async function zipped(ex: Exchange, uid: string): Promise<void> {
-    const headers = headersFor(ex, false);
-    const list: string[] = [];
-    for (let i = 0; i < headers.length; i += 2) if ((headers[i] as string).toLowerCase() !== 'accept') list.push(headers[i] as string, headers[i + 1] as string);
-    list.push('accept', MULTIPART_DICOM);
+    const list = withHeader(headersFor(ex, false) as string[], 'accept', MULTIPART_DICOM);
     let res: Dispatcher.ResponseData;
     try {
       res = await pool.request({ path: upstreamPath(ex), method: 'GET', headers: list, headersTimeout: route.timeout, bodyTimeout: route.timeout });
@@ -421,11 +437,23 @@ export function createProxyForwarder(route: RouteConfig, deps: ProxyDeps): Forwa
         return;
       }
       const body = bodyOf(ex);
-      const handler = new ResponseRelay(ex, relayRoute);
-      pool.dispatch({
-        path: upstreamPath(ex), method: ex.req.method as Dispatcher.HttpMethod, headers: headersFor(ex, false) as string[], body,
-        headersTimeout: route.timeout, bodyTimeout: route.timeout,
-      }, handler);
+      const headers = headersFor(ex, false) as string[];
+      const path = upstreamPath(ex);
+      const method = ex.req.method as Dispatcher.HttpMethod;
+      // Orthanc 1.10's DICOMweb plugin cannot hand out the stored frames of some JPEG files (fragmented,
+      // without a basic offset table): `transfer-syntax=*` — what OHIF asks for — gets 400 "Bad file
+      // format". Such a refusal is asked again for the frame uncompressed (Explicit VR Little Endian,
+      // which it transcodes to and every viewer reads); every other answer goes through as it is.
+      const retry = route.forward.orthancLinks && ex.operation?.level === 'frames' && anyTransferSyntax(ex.req.headers.accept)
+        ? () => {
+          if (ex.res.destroyed) return;
+          pool.dispatch({
+            path, method, headers: withHeader(headers, 'accept', ex.req.headers.accept!.replace(ANY_SYNTAX, `transfer-syntax=${EXPLICIT_LITTLE_ENDIAN}`)),
+            body: null, headersTimeout: route.timeout, bodyTimeout: route.timeout,
+          }, new ResponseRelay(ex, relayRoute));
+        }
+        : undefined;
+      pool.dispatch({ path, method, headers, body, headersTimeout: route.timeout, bodyTimeout: route.timeout }, new ResponseRelay(ex, relayRoute, retry));
     },
     upgrade: ws
       ? (ex: Exchange, socket: Duplex, head: Buffer) => {
