@@ -1,5 +1,6 @@
 // Builds the gateway from a Config: the public listener, the admin listener, and their lifecycle.
 import http from 'node:http';
+import https from 'node:https';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -33,6 +34,7 @@ import { cachedReadiness, runChecks, upstreamReachable, type ReadinessCheck } fr
 import { createAdminServer } from './ops/admin.js';
 import { createAccessLog, createLogger, redactQuery, redactText, type Logger } from './ops/log.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
+import { readPair, reloadOnChange } from './ops/tls.js';
 import { runRoute, type CompiledRoute } from './pipeline.js';
 import { normaliseTarget, RouteTable, stripRoutePrefix } from './routing.js';
 
@@ -72,8 +74,8 @@ export interface Gateway {
   readonly admin: http.Server | undefined;
   readonly metrics: Metrics;
   readonly routes: readonly CompiledRoute[];
-  /** Starts both listeners; resolves with their base URLs (ports resolved when 0 was asked for). */
-  listen(): Promise<{ url: string; adminUrl?: string }>;
+  /** Starts the listeners; resolves with their base URLs (ports resolved when 0 was asked for). */
+  listen(): Promise<{ url: string; adminUrl?: string; redirectUrl?: string }>;
   /** Graceful stop: refuse new connections, let in-flight requests finish within the shutdown bound. */
   close(): Promise<void>;
   readiness(): ReturnType<typeof runChecks>;
@@ -339,13 +341,29 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   }
 
   const { timeouts, limits } = config.server;
-  const server = http.createServer({
+  const serverOptions = {
     maxHeaderSize: limits.maxHeaderSize,
     headersTimeout: timeouts.headers,
     requestTimeout: timeouts.request,
     keepAliveTimeout: timeouts.keepAlive,
     requireHostHeader: true,
-  }, onRequest);
+  };
+  const tls = config.server.tls;
+  const hsts = tls?.hsts ? `max-age=${Math.floor((tls.hsts === true ? 180 * 86_400_000 : tls.hsts) / 1000)}; includeSubDomains` : undefined;
+  const handler = hsts
+    ? (req: http.IncomingMessage, res: http.ServerResponse) => { res.setHeader('Strict-Transport-Security', hsts); onRequest(req, res); }
+    : onRequest;
+  // HTTP/1.1 over TLS 1.2 or newer when server.tls is set; plain HTTP otherwise.
+  const server: http.Server = tls
+    ? https.createServer({ ...serverOptions, ...readPair(tls), minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler)
+    : http.createServer(serverOptions, handler);
+  const stopReload = tls ? reloadOnChange(server as https.Server, tls, log) : undefined;
+  // The optional plain listener only sends browsers to the https URL (the public URL's origin, never the Host header).
+  const redirector = tls?.redirectFrom ? http.createServer({ requireHostHeader: false }, (req, res) => {
+    const target = new URL(req.url?.startsWith('/') ? req.url : '/', config.server.publicUrl);
+    res.writeHead(308, { location: target.href, 'content-length': 0, connection: 'close' });
+    res.end();
+  }) : undefined;
   server.on('upgrade', onUpgrade);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Malformed HTTP never reaches a handler: answer briefly and close, as Node would, but logged.
@@ -361,12 +379,12 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const admin = config.server.admin === false ? undefined
     : createAdminServer({ metrics, readiness, shuttingDown: () => shuttingDown, log });
 
-  const listenOn = (srv: http.Server, host: string, port: number) => new Promise<string>((ok, ko) => {
+  const listenOn = (srv: http.Server, host: string, port: number, scheme = 'http') => new Promise<string>((ok, ko) => {
     srv.once('error', ko);
     srv.listen(port, host, () => {
       srv.off('error', ko);
       const a = srv.address() as AddressInfo;
-      ok(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+      ok(`${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
     });
   });
 
@@ -375,11 +393,12 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     async listen() {
       issuer?.keySet.start();
       oidcClient?.start();
-      const url = await listenOn(server, config.server.listen.host, config.server.listen.port);
+      const url = await listenOn(server, config.server.listen.host, config.server.listen.port, tls ? 'https' : 'http');
       const adminCfg = config.server.admin;
       const adminUrl = admin && adminCfg ? await listenOn(admin, adminCfg.listen.host, adminCfg.listen.port) : undefined;
-      log.info({ url, adminUrl, routes: config.routes.map((r) => `${r.path} → ${r.upstream ?? `static:${r.static}`} (${r.name})`) }, 'listening');
-      return adminUrl ? { url, adminUrl } : { url };
+      const redirectUrl = redirector && tls?.redirectFrom ? await listenOn(redirector, tls.redirectFrom.host, tls.redirectFrom.port) : undefined;
+      log.info({ url, adminUrl, redirectUrl, routes: config.routes.map((r) => `${r.path} → ${r.upstream ?? `static:${r.static}`} (${r.name})`) }, 'listening');
+      return { url, ...(adminUrl ? { adminUrl } : {}), ...(redirectUrl ? { redirectUrl } : {}) };
     },
     async close() {
       if (shuttingDown) return;
@@ -390,6 +409,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       await Promise.race([closed, bound]);
       server.closeAllConnections();
       if (admin) await new Promise<void>((ok) => { admin.close(() => ok()); admin.closeAllConnections(); });
+      if (redirector?.listening) await new Promise<void>((ok) => { redirector.close(() => ok()); redirector.closeAllConnections(); });
+      stopReload?.();
       for (const r of routes) r.forwarder.close?.();
       await pools.close();
       issuer?.keySet.close();

@@ -193,7 +193,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   });
   const compiled: Config = {
     file,
-    server: { ...server, publicUrl: server.publicUrl ?? `http://${listenHost}:${server.listen.port}` } as ServerConfig,
+    server: { ...server, publicUrl: server.publicUrl ?? `${server.tls ? 'https' : 'http'}://${listenHost}:${server.listen.port}` } as ServerConfig,
     // Every entry was checked against its form by the schema (PermissionTable).
     permissions: (permissions as Record<string, RoleGrantConfig> | undefined) ?? DEFAULT_PERMISSIONS,
     store,

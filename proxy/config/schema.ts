@@ -85,6 +85,15 @@ const Server = z.strictObject({
   }).prefault({}),
   admin: z.union([z.literal(false), z.strictObject({ listen: ListenAddress.prefault('127.0.0.1:9090') })]).prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** TLS on the public listener: PEM files, re-read when they change. */
+  tls: z.strictObject({
+    cert: z.string().min(1, { error: 'expected the path of a PEM certificate (chain) file' }),
+    key: z.string().min(1, { error: 'expected the path of a PEM private key file' }),
+    /** Strict-Transport-Security on every answer: true (180 days) or a duration. */
+    hsts: z.union([z.boolean(), Duration]).default(false),
+    /** A plain HTTP listener that only redirects to the public https URL (e.g. 0.0.0.0:80). */
+    redirectFrom: ListenAddress.optional(),
+  }).optional(),
 });
 
 /** Asymmetric JWS algorithms only: HMAC would let anyone holding the public key forge tokens. */
@@ -312,6 +321,9 @@ export const ConfigSchema = z.strictObject({
   permissions: PermissionTable.optional(),
   routes: z.array(Route).min(1, { error: 'expected at least one route' }),
 }).superRefine((cfg, ctx) => {
+  if (cfg.server.tls && cfg.server.publicUrl && !cfg.server.publicUrl.startsWith('https:')) {
+    ctx.addIssue({ code: 'custom', path: ['server', 'publicUrl'], message: 'with server.tls the public URL is https://…' });
+  }
   if (cfg.shares) {
     if (!cfg.session) ctx.addIssue({ code: 'custom', path: ['shares'], message: 'share links need a session section: its secret signs their cookies' });
     const target = cfg.routes.find((r) => r.name === cfg.shares!.route);

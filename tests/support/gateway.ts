@@ -7,6 +7,8 @@ import { createLogger } from '../../proxy/ops/log.js';
 export interface RunningGateway {
   readonly url: string;
   readonly adminUrl?: string;
+  /** With server.tls.redirectFrom: the plain listener that redirects to https. */
+  readonly redirectUrl?: string;
   readonly gateway: Gateway;
   /** Every log line the gateway wrote, parsed. */
   readonly logs: Array<Record<string, unknown>>;
@@ -28,8 +30,8 @@ export async function startGateway(yaml: string, env: NodeJS.ProcessEnv = {}): P
     },
   });
   const gateway = createGateway(config, { logger: createLogger('debug', sink) });
-  const { url, adminUrl } = await gateway.listen();
-  return { url, ...(adminUrl ? { adminUrl } : {}), gateway, logs, rawLogs: () => raw, stop: () => gateway.close() };
+  const { url, adminUrl, redirectUrl } = await gateway.listen();
+  return { url, ...(adminUrl ? { adminUrl } : {}), ...(redirectUrl ? { redirectUrl } : {}), gateway, logs, rawLogs: () => raw, stop: () => gateway.close() };
 }
 
 /** Waits until the gateway reports ready (the IdP's keys fetched, upstreams reachable), or fails after `timeoutMs`. */
