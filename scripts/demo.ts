@@ -13,7 +13,20 @@ import { routesEnv } from '../tests/support/stack-env.js';
 import { browserClient, DEMO_USERS, gatewayClient, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The host others use to reach the demo (DEMO_HOST: a name or address of this machine, e.g. on a
+ * headless server). The issuer, OHIF's redirect URIs and the gateway's public URL follow it; the
+ * gateway then listens on every interface. Loopback by default: nothing is reachable from outside.
+ */
+const PUBLIC_HOST = process.env.DEMO_HOST?.trim() || '127.0.0.1';
+if (!/^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:]+\]$/.test(PUBLIC_HOST)) {
+  console.error(`demo: DEMO_HOST must be a host name or an address (e.g. pacs.lan or 192.168.1.20), got ${JSON.stringify(PUBLIC_HOST)}`);
+  process.exit(2);
+}
+const LOOPBACK = ['127.0.0.1', 'localhost', '[::1]'].includes(PUBLIC_HOST);
+/** Where the parts listen: Orthanc and the IdP always on loopback; the gateway on every interface when DEMO_HOST is not loopback. */
 const HOST = '127.0.0.1';
+const GATEWAY_HOST = LOOPBACK ? HOST : '0.0.0.0';
 const REALM_PATH = '/auth/realms/pacs';
 const OHIF_CLIENT = 'ohif-viewer';
 const LOG_FILE = path.join(ROOT, '.cache', 'demo', 'gateway.log');
@@ -31,7 +44,20 @@ function portFromEnv(name: string, fallback: number): number {
 const port = portFromEnv('DEMO_PORT', 8080);
 const idpPort = portFromEnv('DEMO_IDP_PORT', 8081);
 const adminPort = portFromEnv('DEMO_ADMIN_PORT', 9090);
-const publicUrl = `http://${HOST}:${port}`;
+const publicUrl = `http://${PUBLIC_HOST}:${port}`;
+
+/** A port someone else holds is named with the variable that moves it, before anything starts. */
+async function ensureFree(portNumber: number, host: string, variable: string): Promise<void> {
+  const net = await import('node:net');
+  await new Promise<void>((ok) => {
+    const probe = net.createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      console.error(`demo: port ${portNumber} on ${host} is taken (${err.code}): set ${variable} to a free port, e.g. ${variable}=${portNumber + 100} npm run demo`);
+      process.exit(2);
+    });
+    probe.listen(portNumber, host, () => probe.close(() => ok()));
+  });
+}
 
 // What each role opens in the shipped routes.yaml (its permissions table).
 const CAN: Record<string, string> = {
@@ -126,6 +152,9 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stopAll(0));
   stopWithGroupLeader();
 
+  await ensureFree(port, GATEWAY_HOST, 'DEMO_PORT');
+  await ensureFree(idpPort, HOST, 'DEMO_IDP_PORT');
+  await ensureFree(adminPort, HOST, 'DEMO_ADMIN_PORT');
   console.log('demo: starting Orthanc…');
   orthanc = await startOrthanc();
   const data = await loadDemoData(orthanc);
@@ -141,7 +170,7 @@ async function main(): Promise<void> {
   });
 
   gateway = startGateway({
-    ...routesEnv({ listen: `${HOST}:${port}`, publicUrl, adminListen: `${HOST}:${adminPort}`, orthanc, idp }),
+    ...routesEnv({ listen: `${GATEWAY_HOST}:${port}`, publicUrl, adminListen: `${HOST}:${adminPort}`, orthanc, idp }),
     OHIF_CLIENT_ID: OHIF_CLIENT,
   });
   await waitUntilReady(gateway);

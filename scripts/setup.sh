@@ -25,4 +25,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 node scripts/fetch-ohif.mjs
-npm run --silent build
+# Rebuild only when a source, the TypeScript settings or the dependencies changed since the last build.
+if [ ! -f dist/proxy/main.js ] || [ -n "$(find proxy tsconfig.json package-lock.json -newer dist/proxy/main.js -print -quit)" ]; then
+  npm run --silent build
+  touch dist/proxy/main.js
+fi
