@@ -377,7 +377,7 @@ describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
       redirect: ohif.redirectUris.map((u) => resolve(u, env)).sort(),
       logout: resolve(ohif.attributes['post.logout.redirect.uris']!, env),
     });
-    expect(uris({})).toEqual({ redirect: ['http://localhost:8080/callback', 'http://localhost:8080/silent-refresh.html'], logout: 'http://localhost:8080/*' });
+    expect(uris({})).toEqual({ redirect: ['http://localhost:8080/callback', 'http://localhost:8080/silent-refresh.html'], logout: 'http://localhost:8080/' }); // exact, no wildcard
     expect(uris({ PUBLIC_URL: 'https://pacs.example.org' }).redirect).toEqual(['https://pacs.example.org/callback', 'https://pacs.example.org/silent-refresh.html']);
     // No placeholder other than PUBLIC_URL and the gateway client's secret (each is resolved from
     // Keycloak's environment, which compose must then set).
@@ -461,6 +461,43 @@ function dockerIgnored(file: string): boolean {
   }
   return ignored;
 }
+
+describe('the README\'s Keycloak recipe and the realm export agree', () => {
+  const readme = read('README.md');
+  const between = (name: string) => {
+    const m = new RegExp(`<!-- keycloak-recipe:${name} -->([\\s\\S]*?)<!-- /keycloak-recipe:${name} -->`).exec(readme);
+    if (!m) throw new Error(`README has no keycloak-recipe:${name} block`);
+    return m[1]!;
+  };
+  const realm = REALM as typeof REALM & { roles: { realm: { name: string }[] } };
+  const codes = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+  const uri = (u: string) => u.replace('${PUBLIC_URL:http://localhost:8080}', '<PUBLIC_URL>');
+
+  test('the same clients, kinds, redirect and post-logout URIs (no wildcard), audience mappers', () => {
+    const rows = between('clients').split('\n').filter((l) => l.startsWith('| `'));
+    const described = rows.map((r) => {
+      const cells = r.split('|').slice(1, -1).map((c) => c.trim());
+      return { id: codes(cells[0]!)[0], public: cells[1] === 'public', redirects: codes(cells[3]!).sort(), logout: codes(cells[4]!), audience: codes(cells[5]!) };
+    });
+    const exported = realm.clients.map((c) => ({
+      id: c.clientId, public: c.publicClient === true, redirects: c.redirectUris.map(uri).sort(),
+      logout: [uri(c.attributes['post.logout.redirect.uris']!)],
+      audience: (c.protocolMappers ?? []).filter((m) => m.protocolMapper === 'oidc-audience-mapper').map((m) => m.config['included.custom.audience']!),
+    }));
+    expect(described).toEqual(exported);
+    for (const c of exported) for (const u of [...c.redirects, ...c.logout]) expect(u).not.toContain('*');
+    const routes = read('routes.yaml');
+    for (const c of exported) for (const a of c.audience) expect(routes).toMatch(new RegExp(`audience:[\\s\\S]*- ${a}\\b`));
+  });
+
+  test('the same realm roles, each a key of the shipped permissions table', () => {
+    const roles = codes(between('roles')).sort();
+    expect(roles).toEqual(realm.roles.realm.map((r) => r.name).sort());
+    const table = /\npermissions:\n((?:  .*\n|\s*\n)+)/.exec(read('routes.yaml'))![1]!;
+    const keys = [...table.matchAll(/^  ([a-z][\w-]*):/gm)].map((m) => m[1]);
+    for (const r of roles) expect(keys).toContain(r);
+  });
+});
 
 describe('docker/validate.sh, the check the README names', () => {
   test('passes on the files as shipped (the suite and the script cannot drift apart)', () => {
