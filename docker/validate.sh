@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 COMPOSE_FILE=docker/docker-compose.yml
 ENV_FILE=docker/.env.example
-SECRETS=(ORTHANC_PASSWORD POSTGRES_PASSWORD KEYCLOAK_DB_PASSWORD ORTHANC_DB_PASSWORD KEYCLOAK_ADMIN_PASSWORD OIDC_CLIENT_SECRET SESSION_SECRET)
+SECRETS=(ORTHANC_PASSWORD POSTGRES_PASSWORD KEYCLOAK_DB_PASSWORD ORTHANC_DB_PASSWORD KEYCLOAK_ADMIN_PASSWORD OIDC_CLIENT_SECRET SESSION_SECRET SCRIPTS_CLIENT_SECRET)
 failures=0
 fail() { echo "validate: FAIL: $*" >&2; failures=$((failures + 1)); }
 ok() { echo "validate: ok: $*"; }
@@ -33,7 +33,8 @@ done
 # 2. With stand-in secrets (never real ones) the file resolves.
 export ORTHANC_PASSWORD=validate-orthanc POSTGRES_PASSWORD=validate-postgres \
   KEYCLOAK_DB_PASSWORD=validate-keycloak-db ORTHANC_DB_PASSWORD=validate-orthanc-db KEYCLOAK_ADMIN_PASSWORD=validate-kc-admin \
-  OIDC_CLIENT_SECRET=validate-oidc-client SESSION_SECRET=validate-session-secret-of-at-least-32-bytes
+  OIDC_CLIENT_SECRET=validate-oidc-client SESSION_SECRET=validate-session-secret-of-at-least-32-bytes \
+  SCRIPTS_CLIENT_SECRET=validate-scripts-client
 if out=$(run_compose config -q 2>&1); then ok "compose config -q (${compose[*]})"; else fail "compose config: $out"; fi
 
 # 3. The Dockerfile lines the image relies on (no hadolint here: plain greps).

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadDemoData } from '../tests/support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../tests/support/orthanc.js';
 import { routesEnv } from '../tests/support/stack-env.js';
-import { browserClient, DEMO_USERS, gatewayClient, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
+import { browserClient, DEMO_USERS, gatewayClient, scriptsClient, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /**
@@ -166,7 +166,9 @@ async function main(): Promise<void> {
     issuerUrl: `${publicUrl}${REALM_PATH}`,
     algs: ['RS256'],
     users: DEMO_USERS,
-    clients: { [OHIF_CLIENT]: browserClient(publicUrl), 'pacs-gateway': gatewayClient(publicUrl) },
+    clients: { [OHIF_CLIENT]: browserClient(publicUrl), 'pacs-gateway': gatewayClient(publicUrl), 'pacs-scripts': scriptsClient() },
+    // The scripts' client: its own tokens (client credentials) may search and store, as Keycloak's service account does.
+    serviceAccounts: { 'pacs-scripts': { realmRoles: ['viewer', 'uploader'] } },
   });
 
   gateway = startGateway({
@@ -190,6 +192,11 @@ async function main(): Promise<void> {
     `Orthanc Explorer   ${publicUrl}/pacs-admin/app/explorer.html (admin)   sign out: ${publicUrl}/_gateway/logout`,
     `Share links        signed in as admin, in the browser console: await (await fetch('/_gateway/shares', { method: 'POST', body: JSON.stringify({ studies: ['<StudyInstanceUID>'], expiresIn: '1h' }) })).json()`,
     `Identity provider  ${idp.issuer} (through the gateway's /auth; itself on ${HOST}:${idpPort})`,
+    '',
+    'A token for scripts (client pacs-scripts: search and store), then DICOMweb with it:',
+    `  TOKEN=$(curl -s -u pacs-scripts:${idp.clientSecret} -d grant_type=client_credentials ${idp.tokenEndpoint} | node -pe 'JSON.parse(require("fs").readFileSync(0)).access_token')`,
+    `  curl -H "Authorization: Bearer $TOKEN" ${publicUrl}/pacs/dicom-web/studies`,
+    '',
     `Orthanc            ${orthanc.url}, reachable only with the gateway's password, through ${publicUrl}/pacs`,
     `Gateway admin      http://${HOST}:${adminPort}/metrics, /readyz   access log: ${path.relative(process.cwd(), LOG_FILE)}`,
     '',

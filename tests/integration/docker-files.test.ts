@@ -19,7 +19,7 @@ const COMPOSE_FILE = 'docker/docker-compose.yml';
 const ENV_EXAMPLE = 'docker/.env.example';
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 const SECRETS = ['ORTHANC_PASSWORD', 'POSTGRES_PASSWORD', 'KEYCLOAK_DB_PASSWORD', 'ORTHANC_DB_PASSWORD', 'KEYCLOAK_ADMIN_PASSWORD',
-  'OIDC_CLIENT_SECRET', 'SESSION_SECRET'] as const;
+  'OIDC_CLIENT_SECRET', 'SESSION_SECRET', 'SCRIPTS_CLIENT_SECRET'] as const;
 // Stand-ins, distinct per variable so a mix-up between services shows (the session secret needs 32 bytes).
 const STAND_INS: Record<string, string> = Object.fromEntries(SECRETS.map((s) => [s, `standin-${s.toLowerCase()}`.padEnd(40, '-x')]));
 
@@ -349,7 +349,7 @@ describe('docker-compose.yml and .env.example as written', () => {
 });
 
 describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
-  interface User { username: string; realmRoles: string[]; credentials: { type: string; temporary: boolean }[] }
+  interface User { username: string; realmRoles: string[]; credentials?: { type: string; temporary: boolean }[] }
   const text = REALM_TEXT;
   const realm = REALM as typeof REALM & { accessTokenLifespan: number; roles: { realm: { name: string }[] }; users: User[] };
   const ohif = realm.clients.find((c) => c.clientId === 'ohif-viewer')!;
@@ -381,7 +381,7 @@ describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
     expect(uris({ PUBLIC_URL: 'https://pacs.example.org' }).redirect).toEqual(['https://pacs.example.org/callback', 'https://pacs.example.org/silent-refresh.html']);
     // No placeholder other than PUBLIC_URL and the gateway client's secret (each is resolved from
     // Keycloak's environment, which compose must then set).
-    expect([...text.matchAll(/\$\{([^}:]+)/g)].map((m) => m[1]).filter((n) => n !== 'PUBLIC_URL')).toEqual(['OIDC_CLIENT_SECRET']);
+    expect([...text.matchAll(/\$\{([^}:]+)/g)].map((m) => m[1]).filter((n) => n !== 'PUBLIC_URL')).toEqual(['OIDC_CLIENT_SECRET', 'SCRIPTS_CLIENT_SECRET']);
   });
 
   test('pacs-gateway: confidential client, code flow only, PKCE S256', () => {
@@ -402,7 +402,7 @@ describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
       if (c.publicClient) expect({ client: c.clientId, secret: c.secret }).toEqual({ client: c.clientId, secret: undefined });
       else expect({ client: c.clientId, secret: c.secret }).toEqual({ client: c.clientId, secret: expect.stringMatching(/^\$\{[A-Z_]+\}$/) });
     }
-    expect([...text.matchAll(/"secret"\s*:\s*"([^"]*)"/g)].map((m) => m[1])).toEqual(['${OIDC_CLIENT_SECRET}']);
+    expect([...text.matchAll(/"secret"\s*:\s*"([^"]*)"/g)].map((m) => m[1])).toEqual(['${OIDC_CLIENT_SECRET}', '${SCRIPTS_CLIENT_SECRET}']);
   });
 
   test('pacs-gateway: one exact redirect URI and one exact logout URI, no wildcard; back-channel logout only', () => {
@@ -436,8 +436,12 @@ describe('Keycloak realm (docker/keycloak/realm-pacs.json)', () => {
 
   test('demo users: alice views, bob views and uploads, admin has all three; passwords are temporary', () => {
     const roles = Object.fromEntries(realm.users.map((u) => [u.username, [...u.realmRoles].sort()]));
-    expect(roles).toEqual({ alice: ['viewer'], bob: ['uploader', 'viewer'], erin: ['external'], admin: ['admin', 'uploader', 'viewer'] });
-    for (const u of realm.users) for (const c of u.credentials) expect({ user: u.username, temporary: c.temporary }).toEqual({ user: u.username, temporary: true });
+    expect(roles).toEqual({
+      'service-account-pacs-scripts': ['uploader', 'viewer'], alice: ['viewer'], bob: ['uploader', 'viewer'], erin: ['external'], admin: ['admin', 'uploader', 'viewer'],
+    });
+    // People sign in with temporary passwords; the scripts' service account has none (its client's secret).
+    for (const u of realm.users) for (const c of u.credentials ?? []) expect({ user: u.username, temporary: c.temporary }).toEqual({ user: u.username, temporary: true });
+    expect(realm.users.find((u) => u.username === 'service-account-pacs-scripts')?.credentials).toBeUndefined();
   });
 });
 
@@ -481,7 +485,7 @@ describe('the README\'s Keycloak recipe and the realm export agree', () => {
     });
     const exported = realm.clients.map((c) => ({
       id: c.clientId, public: c.publicClient === true, redirects: c.redirectUris.map(uri).sort(),
-      logout: [uri(c.attributes['post.logout.redirect.uris']!)],
+      logout: c.attributes['post.logout.redirect.uris'] ? [uri(c.attributes['post.logout.redirect.uris'])] : [],
       audience: (c.protocolMappers ?? []).filter((m) => m.protocolMapper === 'oidc-audience-mapper').map((m) => m.config['included.custom.audience']!),
     }));
     expect(described).toEqual(exported);

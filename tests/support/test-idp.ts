@@ -71,6 +71,21 @@ export interface StartTestIdpOptions {
   defaultUser?: IssueOptions;
   /** Accounts for the browser login form. Without them browsers get defaultUser or a 400. */
   users?: readonly TestUser[];
+  /**
+   * Service accounts: the realm roles a confidential client's own tokens carry when it asks the token
+   * endpoint with grant_type=client_credentials (as Keycloak's service-account roles).
+   */
+  serviceAccounts?: Record<string, { realmRoles: string[] }>;
+}
+
+/** A confidential client for scripts (client credentials only), as registered with the IdP. */
+export function scriptsClient(): Record<string, unknown> {
+  return {
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+  };
 }
 
 export interface TestUser {
@@ -675,6 +690,12 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
         return { accountId: sub, claims: async (use: string) => accountClaims(sub, p, use) };
       },
       extraTokenClaims: async (_ctx: OidcCtx, token: OidcToken) => {
+        // A service account's own token (the token endpoint, not issue*()): its registered roles.
+        const account = token.kind === 'ClientCredentials' && !profileForResource(token?.resourceServer?.identifier?.())
+          ? opts.serviceAccounts?.[token.clientId as string] : undefined;
+        if (account) {
+          return { typ: 'Bearer', azp: token.clientId, preferred_username: `service-account-${token.clientId}`, realm_access: { roles: account.realmRoles } };
+        }
         const p = profileForToken(token);
         const clientId: string = token.clientId ?? p?.clientId;
         const claims: Record<string, unknown> = {
