@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadDemoData } from '../tests/support/load-studies.js';
 import { startOrthanc, type OrthancHandle } from '../tests/support/orthanc.js';
 import { routesEnv } from '../tests/support/stack-env.js';
-import { browserClient, DEMO_USERS, gatewayClient, scriptsClient, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
+import { browserClient, DEMO_USERS, deviceClient, gatewayClient, scriptsClient, startTestIdp, type TestIdp, type TestUser } from '../tests/support/test-idp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /**
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
     issuerUrl: `${publicUrl}${REALM_PATH}`,
     algs: ['RS256'],
     users: DEMO_USERS,
-    clients: { [OHIF_CLIENT]: browserClient(publicUrl), 'pacs-gateway': gatewayClient(publicUrl), 'pacs-scripts': scriptsClient() },
+    clients: { [OHIF_CLIENT]: browserClient(publicUrl), 'pacs-gateway': gatewayClient(publicUrl), 'pacs-scripts': scriptsClient(), 'pacs-cli': deviceClient() },
     // The scripts' client: its own tokens (client credentials) may search and store, as Keycloak's service account does.
     serviceAccounts: { 'pacs-scripts': { realmRoles: ['viewer', 'uploader'] } },
   });
@@ -196,6 +196,7 @@ async function main(): Promise<void> {
     'A token for scripts (client pacs-scripts: search and store), then DICOMweb with it:',
     `  TOKEN=$(curl -s -u pacs-scripts:${idp.clientSecret} -d grant_type=client_credentials ${idp.tokenEndpoint} | node -pe 'JSON.parse(require("fs").readFileSync(0)).access_token')`,
     `  curl -H "Authorization: Bearer $TOKEN" ${publicUrl}/pacs/dicom-web/studies`,
+    `A person at a terminal (client pacs-cli, device authorization): curl -s -d client_id=pacs-cli ${idp.issuer}/protocol/openid-connect/auth/device (README § A token for scripts)`,
     '',
     `Orthanc            ${orthanc.url}, reachable only with the gateway's password, through ${publicUrl}/pacs`,
     `Gateway admin      http://${HOST}:${adminPort}/metrics, /readyz   access log: ${path.relative(process.cwd(), LOG_FILE)}`,

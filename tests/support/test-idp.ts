@@ -78,6 +78,16 @@ export interface StartTestIdpOptions {
   serviceAccounts?: Record<string, { realmRoles: string[] }>;
 }
 
+/** A public client for a person at a terminal: the device authorization grant (RFC 8628) only. */
+export function deviceClient(): Record<string, unknown> {
+  return {
+    token_endpoint_auth_method: 'none',
+    grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+  };
+}
+
 /** A confidential client for scripts (client credentials only), as registered with the IdP. */
 export function scriptsClient(): Record<string, unknown> {
   return {
@@ -228,6 +238,8 @@ const ROUTES = {
   end_session: '/protocol/openid-connect/logout',
   revocation: '/protocol/openid-connect/revoke',
   introspection: '/protocol/openid-connect/token/introspect',
+  device_authorization: '/protocol/openid-connect/auth/device',
+  code_verification: '/device',
 };
 
 type ProviderCtor = new (issuer: string, configuration?: Record<string, unknown>) => Provider;
@@ -642,6 +654,13 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        // RFC 8628, for a person at a terminal: the CLI shows a code, the person signs in in a browser.
+        deviceFlow: {
+          enabled: true,
+          successSource: async (ctx: OidcCtx) => {
+            ctx.body = '<!doctype html><html><body><p>Signed in. You may go back to your terminal.</p></body></html>';
+          },
+        },
         // OpenID Connect Back-Channel Logout 1.0 (Keycloak supports it too): clients that register a
         // backchannel_logout_uri get a signed logout token when the user's IdP session ends.
         backchannelLogout: { enabled: true },
@@ -739,6 +758,7 @@ export async function startTestIdp(opts: StartTestIdpOptions = {}): Promise<Test
       issueRefreshToken: async (_ctx: OidcCtx, client: { grantTypeAllowed(t: string): boolean }) =>
         client.grantTypeAllowed('refresh_token'), // Keycloak always issues one
       ttl: {
+        DeviceCode: 600,
         AccessToken: (_ctx: OidcCtx, token: OidcToken) => token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
         ClientCredentials: (_ctx: OidcCtx, token: OidcToken) => token.resourceServer?.accessTokenTTL ?? accessTokenTtl,
         AuthorizationCode: 60,
