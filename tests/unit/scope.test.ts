@@ -1,6 +1,8 @@
 // Roles limited to some studies: how the permissions table compiles into grants, how a study record
 // is read from DICOM JSON and judged, and how routes.yaml mistakes are reported.
-import { compileRoleGrants } from '../../proxy/access/permissions.js';
+import { UPSTREAM_REST } from '../../proxy/access/operations.js';
+import { compileRoleGrants, createPermissionAuthorizer } from '../../proxy/access/permissions.js';
+import type { Exchange } from '../../proxy/exchange.js';
 import { datasetValues, inScope, makeScope, studyRecordOf } from '../../proxy/access/scope.js';
 import { ConfigError, parseConfig } from '../../proxy/config/load.js';
 
@@ -69,6 +71,24 @@ describe('grants of roles', () => {
     expect(inScope(s, study('4.1', {}))).toBe(true);
     expect(inScope(s, study('4.3', {}))).toBe(false);
     expect(makeScope([{ kind: 'attributes', rules: [] }, { kind: 'studies', uids: new Set(['4.1']) }]).uids).toBeUndefined();
+  });
+});
+
+describe('the permission authorizer with limited permissions', () => {
+  const grants = compileRoleGrants({ siteAdmin: { permissions: ['view', 'admin'], studies: { InstitutionName: ['NORTH CLINIC'] } } })(['siteAdmin']);
+  const principal = { subject: 's', roles: new Set(['siteAdmin']), scopes: new Set<string>(), via: 'bearer' as const, expiresAt: Infinity, ...grants };
+
+  test('an admin permission limited to some studies does not open the whole upstream API', () => {
+    const ex = { operation: UPSTREAM_REST } as unknown as Exchange;
+    const d = createPermissionAuthorizer('admin', ['admin']).authorize(principal, ex);
+    expect(d).toEqual({ allow: false, reason: expect.stringMatching(/limited to some studies/) });
+    expect(ex.scope).toBeUndefined();
+  });
+
+  test('a limited view permission is allowed and hands its scope to the gate', () => {
+    const ex = { operation: { name: 'retrieve-metadata', kind: 'retrieve', permission: 'view', original: false, study: '1.2' } } as unknown as Exchange;
+    expect(createPermissionAuthorizer('dicomweb', ['view']).authorize(principal, ex)).toEqual({ allow: true });
+    expect(ex.scope).toBe(grants.limited!.get('view'));
   });
 });
 
